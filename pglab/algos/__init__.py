@@ -1,0 +1,49 @@
+"""Algorithm registry: name -> trainer class, imported lazily so ``import pglab`` stays light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pglab.algos.base import NonFiniteError, Trainer, resolve_device
+from pglab.config import BaseConfig
+
+# Internal table (never fed from user input): algorithm name -> "module:Class".
+_TRAINERS = {
+    "reinforce": "pglab.algos.reinforce:Reinforce",
+    "a2c": "pglab.algos.a2c:A2C",
+    "ppo": "pglab.algos.ppo:PPO",
+    "trpo": "pglab.algos.trpo:TRPO",
+}
+ALGO_NAMES = tuple(_TRAINERS)
+
+__all__ = [
+    "ALGO_NAMES",
+    "NonFiniteError",
+    "Trainer",
+    "get_trainer_class",
+    "make_config",
+    "make_trainer",
+    "resolve_device",
+]
+
+
+def get_trainer_class(algo: str) -> type[Trainer]:
+    if algo not in _TRAINERS:
+        raise ValueError(f"algo: {algo!r} is not allowed (one of {', '.join(ALGO_NAMES)})")
+    module, cls = _TRAINERS[algo].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_config(algo: str, settings: dict[str, Any] | None = None) -> BaseConfig:
+    """Validated config of ``algo`` from plain settings (defaults for anything not given)."""
+    return get_trainer_class(algo).Config.from_dict(dict(settings or {}))
+
+
+def make_trainer(
+    algo: str, config: BaseConfig | dict[str, Any], seed: int = 0, device: str = "cpu"
+) -> Trainer:
+    cls = get_trainer_class(algo)
+    if isinstance(config, dict):
+        config = cls.Config.from_dict(config)
+    return cls(config, seed=seed, device=device)

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""pglab's command runner: the two README commands and a few helpers.
+
+    python3 tasks.py lab     # set up .venv if needed, then open the lab in the browser
+    python3 tasks.py test    # set up .venv if needed, then lint and run the whole test suite
+    python3 tasks.py bench   # run the benchmarks (python -m pglab bench)
+
+Only the standard library is used here, so this file runs before anything is installed.
+The virtual environment is rebuilt only when a requirements file changes (a hash stamp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def _sh(*cmd: str | Path, **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
+
+
+def setup(requirements: str) -> None:
+    """Create .venv and install `requirements` unless the stamp says it is already there."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under any python3
+        sys.exit(f"pglab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    req = ROOT / requirements
+    digest = hashlib.sha256()
+    for name in sorted({requirements, "requirements.txt"}):
+        digest.update((ROOT / name).read_bytes())
+    stamp = VENV / f".stamp-{req.stem}"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest() and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _sh(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", req)
+    stamp.write_text(digest.hexdigest())
+
+
+def lab(args: list[str]) -> None:
+    setup("requirements.txt")
+    port = os.environ.get("PGLAB_PORT", "8501")
+    cmd = [BIN / "streamlit", "run", "app.py", "--server.port", port, *args]
+    print(f"pglab: opening http://localhost:{port}", flush=True)
+    os.execv(str(cmd[0]), [str(c) for c in cmd])
+
+
+def test(args: list[str]) -> None:
+    setup("requirements-dev.txt")
+    _sh(BIN / "ruff", "check", ".")
+    _sh(BIN / "ruff", "format", "--check", ".")
+    result = subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT)
+    sys.exit(result.returncode)
+
+
+def bench(args: list[str]) -> None:
+    setup("requirements-dev.txt")
+    _sh(PY, "-m", "pglab", "bench", *args)
+
+
+COMMANDS = {"lab": lab, "test": test, "bench": bench}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python3 tasks.py {{{'|'.join(COMMANDS)}}} [args...]")
+    try:
+        COMMANDS[sys.argv[1]](sys.argv[2:])
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
