@@ -1,0 +1,13 @@
+"""Benchmarks behind ``python -m pglab bench``. Timing targets live here, never in tests.
+
+Each module in :data:`BENCHES` exposes ``run(quick: bool, log: Callable[[str], None]) -> dict``:
+it reports progress and a human-readable table through ``log`` and returns its figures as a
+JSON-able dict.
+"""
+
+BENCHES = {
+    "training": "pglab.benchmarks.training",  # PPO zoo CartPole vs SB3, grad-diagnostic cost, targets
+    "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
+    "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
+    "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+}
