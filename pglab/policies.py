@@ -143,3 +143,59 @@ def make_policy(
             obs_space, act_space.shape[0], hidden_size, n_layers, activation, log_std_init
         )
     raise ValueError(f"action space {act_space} is not supported (Discrete or 1-D Box)")
+
+
+class TabularSoftmax(nn.Module):
+    """pi(a|s) = softmax(theta[s])_a for Discrete observations; ``theta`` is ``[n_obs, n_actions]``.
+
+    Zero init is the uniform policy. Observations are indices ``[B]`` (any integer dtype).
+    """
+
+    discrete = True
+
+    def __init__(self, n_obs: int, n_actions: int, theta: torch.Tensor | None = None):
+        super().__init__()
+        init = torch.zeros(n_obs, n_actions) if theta is None else torch.as_tensor(theta).float()
+        if init.shape != (n_obs, n_actions):
+            raise ValueError(f"theta: shape {tuple(init.shape)} != ({n_obs}, {n_actions})")
+        self.theta = nn.Parameter(init.clone())
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.theta[obs.long().reshape(-1)]
+
+    def forward(self, obs: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.logits(obs))
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits(obs).argmax(-1)
+
+
+class LinearSoftmax(nn.Module):
+    """pi(a|s) = softmax_a(theta . x(s, a)) with fixed state-action features ``x``.
+
+    ``features`` is ``[n_obs, n_actions, d]`` (Sutton & Barto 2018, eq. 13.3); observations are
+    indices ``[B]``. ``theta`` is ``[d]``, zero by default (the uniform policy).
+    """
+
+    discrete = True
+
+    def __init__(self, features: torch.Tensor, theta: torch.Tensor | None = None):
+        super().__init__()
+        features = torch.as_tensor(features).float()
+        if features.dim() != 3:
+            raise ValueError(f"features: need [n_obs, n_actions, d], got {tuple(features.shape)}")
+        self.register_buffer("features", features.clone())
+        d = features.shape[-1]
+        init = torch.zeros(d) if theta is None else torch.as_tensor(theta).float()
+        if init.shape != (d,):
+            raise ValueError(f"theta: shape {tuple(init.shape)} != ({d},)")
+        self.theta = nn.Parameter(init.clone())
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.features[obs.long().reshape(-1)] @ self.theta
+
+    def forward(self, obs: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.logits(obs))
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits(obs).argmax(-1)

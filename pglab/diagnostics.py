@@ -1,0 +1,172 @@
+"""Per-episode policy-gradient samples and their statistics, in one vectorised pass.
+
+The generic estimator averages one gradient sample per episode (or rollout segment) i:
+
+    g_i = grad_theta sum_{t in segment i} log pi_theta(a_t | s_t) * w_t,      g = (1/m) sum_i g_i
+
+where ``w_t`` is the weight Psi_t of the chosen estimator (see :mod:`pglab.estimators`). The
+spread of the ``g_i`` measures how noisy the batch gradient is: ``tr Cov(g_i) / m`` is the
+variance of ``g`` and ``|g|^2 / (tr Cov(g_i) / m)`` its signal-to-noise ratio.
+
+How the samples are computed (no Python loop of backward calls): the steps of every segment
+are cut into *pieces* of at most ``L`` steps, padded to ``[n_pieces, L]`` (padding repeats a
+real step of the piece with weight 0, so no NaN can leak in), and one
+``torch.func.vmap(torch.func.grad(...))`` over the pieces gives every piece's gradient; the
+pieces are then summed into their segments with ``index_add_``. Cutting episodes into short
+pieces instead of padding whole episodes to the longest one keeps the padding waste below
+``L`` steps per segment, which is what brings the cost near an ordinary backward pass
+(``python -m pglab bench --only gradsamples``). ``chunk_size`` bounds how many pieces go
+through one vectorised call, so memory stays bounded for large nets or batches.
+
+Works for any policy whose ``forward(obs)`` returns a ``torch.distributions`` object (the
+MLP policies, ``GaussianMLP``'s free ``log_std``, ``TabularSoftmax``, ``LinearSoftmax``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from pglab.policies import log_prob
+
+# Rows of P floats one vectorised call may produce when chunk_size is None (about 64 MB).
+_DEFAULT_CHUNK_FLOATS = 1 << 24
+
+
+def _piece_length(counts: Tensor) -> int:
+    """Piece length L: about the mean segment length, as a power of two in [4, 32].
+
+    Short pieces waste little padding; long pieces produce fewer gradient rows to sum. Both
+    costs are per step, so a length near the mean episode length, capped, balances them.
+    """
+    nonzero = counts[counts > 0]
+    if nonzero.numel() == 0:
+        return 1
+    mean_len = float(nonzero.float().mean())
+    L = 2 ** round(math.log2(max(mean_len, 1.0)))
+    return int(min(max(L, 4), 32, int(nonzero.max())))
+
+
+def grad_samples(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Per-segment gradients  g_i = grad_theta sum_{t: segments[t] = i} log pi(a_t|s_t) * w_t.
+
+    Args:
+        policy: module whose ``forward(obs)`` returns a ``torch.distributions`` object.
+        obs: ``[B, ...]`` observations, in any order.
+        actions: ``[B, ...]`` actions taken.
+        weights: ``[B]`` weights Psi_t (treated as constants: no gradient flows into them).
+        segments: ``[B]`` int64 segment (episode) index of each step, in ``[0, n_segments)``.
+        n_segments: m, the number of rows returned; a segment with no steps gets a zero row.
+        chunk_size: at most this many episode pieces (of <= 32 steps) per vectorised call;
+            ``None`` picks it so a call produces at most about 64 MB of gradient rows.
+
+    Returns:
+        ``[m, P]``: row i is g_i flattened, parameters in ``policy.parameters()`` order.
+        Summing the rows gives the ordinary gradient of ``sum_t log pi(a_t|s_t) * w_t``.
+    """
+    named = [(k, p) for k, p in policy.named_parameters() if p.requires_grad]
+    if len(named) != len(list(policy.parameters())):
+        raise ValueError("grad_samples: every policy parameter must require grad")
+    params = {k: p.detach() for k, p in named}
+    P = sum(p.numel() for _, p in named)
+    B = int(segments.shape[0])
+    if not (obs.shape[0] == actions.shape[0] == weights.shape[0] == B):
+        raise ValueError(
+            f"grad_samples: obs, actions, weights and segments need the same first dimension, "
+            f"got {obs.shape[0]}, {actions.shape[0]}, {weights.shape[0]}, {B}"
+        )
+    dtype = named[0][1].dtype if named else torch.float32
+    device = weights.device
+    out = torch.zeros(n_segments, P, dtype=dtype, device=device)
+    if B == 0 or P == 0:
+        return out
+    seg = segments.to(device=device, dtype=torch.long)
+    if int(seg.min()) < 0 or int(seg.max()) >= n_segments:
+        raise ValueError(f"grad_samples: segment ids must lie in [0, {n_segments})")
+    w = weights.detach().to(dtype)
+
+    # Cut each segment into pieces of at most L steps and lay them out as [n_pieces, L].
+    order = torch.argsort(seg, stable=True)
+    s_sorted = seg[order]
+    counts = torch.bincount(seg, minlength=n_segments)
+    L = _piece_length(counts)
+    starts = torch.cumsum(counts, 0) - counts
+    n_pieces_per_seg = (counts + L - 1) // L
+    piece_offset = torch.cumsum(n_pieces_per_seg, 0) - n_pieces_per_seg
+    rank = torch.arange(B, device=device) - starts[s_sorted]  # position inside its segment
+    piece = piece_offset[s_sorted] + torch.div(rank, L, rounding_mode="floor")
+    slot = rank % L
+    n_pieces = int(n_pieces_per_seg.sum())
+    idx = torch.full((n_pieces, L), -1, dtype=torch.long, device=device)
+    idx[piece, slot] = order
+    mask = idx >= 0
+    idx = torch.where(mask, idx, idx[:, :1])  # pad with the piece's first (real) step
+    piece_w = w[idx] * mask
+    piece_seg = torch.repeat_interleave(torch.arange(n_segments, device=device), n_pieces_per_seg)
+
+    def piece_objective(p: dict[str, Tensor], o: Tensor, a: Tensor, pw: Tensor) -> Tensor:
+        return (log_prob(functional_call(policy, p, (o,)), a) * pw).sum()
+
+    per_piece = vmap(grad(piece_objective), in_dims=(None, 0, 0, 0))
+    if chunk_size is None:
+        chunk_size = max(1, _DEFAULT_CHUNK_FLOATS // P)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: {chunk_size} is not allowed (an integer >= 1, or None)")
+    for lo in range(0, n_pieces, chunk_size):
+        hi = min(lo + chunk_size, n_pieces)
+        ii = idx[lo:hi]
+        gs = per_piece(params, obs[ii], actions[ii], piece_w[lo:hi])
+        flat = torch.cat([gs[k].reshape(hi - lo, -1) for k, _ in named], dim=1)
+        out.index_add_(0, piece_seg[lo:hi], flat.to(dtype))
+    return out
+
+
+def grad_stats(samples: Tensor) -> dict[str, Tensor | float]:
+    """Statistics of the batch gradient  g = (1/m) sum_i g_i  from its samples ``[m, P]``.
+
+    Returns ``mean`` ``[P]`` (g itself), ``variance`` = tr Cov(g_i) / m with the unbiased
+    (ddof=1) covariance, i.e. the variance of g, and ``snr`` = |g|^2 / variance.
+    ``variance`` is NaN for m < 2 (undefined); ``snr`` is NaN when the variance is 0 or NaN.
+    """
+    m = samples.shape[0]
+    mean = samples.mean(0)
+    if m < 2:
+        return {"mean": mean, "variance": float("nan"), "snr": float("nan")}
+    variance = float(samples.var(0, unbiased=True).sum()) / m
+    snr = float(mean.pow(2).sum()) / variance if variance > 0 else float("nan")
+    return {"mean": mean, "variance": variance, "snr": snr}
+
+
+def policy_grad_diagnostics(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+) -> dict[str, float]:
+    """``diag/grad_var`` and ``diag/grad_snr`` of the per-segment policy-gradient samples.
+
+    Call at the start of an update with the advantages / Psi_t the update will use as
+    ``weights`` and the segment ids of :func:`pglab.rollout.segment_ids` (flattened like the
+    other ``[B]`` inputs). A metric that is undefined here (fewer than two segments, zero
+    variance) is left out rather than reported as a fake number.
+    """
+    stats = grad_stats(grad_samples(policy, obs, actions, weights, segments, n_segments))
+    out: dict[str, float] = {}
+    if math.isfinite(stats["variance"]):
+        out["diag/grad_var"] = float(stats["variance"])
+    if math.isfinite(stats["snr"]):
+        out["diag/grad_snr"] = float(stats["snr"])
+    return out

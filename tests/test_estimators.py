@@ -1,0 +1,142 @@
+"""Estimators of Psi_t: hand-computed values, identities, loop == vectorised."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pglab.estimators import (
+    constant_baseline,
+    discounted_returns,
+    episode_reward_to_go,
+    gae,
+    loo_baseline,
+    min_variance_baseline,
+    nstep_advantage,
+    td0_advantage,
+    time_baseline,
+    total_return,
+)
+
+R = torch.tensor([[1.0], [2.0], [3.0]])
+V = torch.tensor([[0.5], [1.0], [1.5]])
+NV = torch.tensor([[1.0], [1.5], [10.0]])
+Z = torch.zeros(3, 1, dtype=torch.bool)
+
+
+def _flag(t: int) -> torch.Tensor:
+    f = Z.clone()
+    f[t] = True
+    return f
+
+
+def test_discounted_returns_hand_and_terminated_vs_truncated():
+    g = discounted_returns(R, Z, Z, 0.5)
+    assert torch.allclose(g[:, 0], torch.tensor([2.75, 3.5, 3.0]))
+    nv = torch.tensor([[0.0], [10.0], [0.0]])
+    trunc = discounted_returns(R, Z, _flag(1), 0.5, nv)
+    term = discounted_returns(R, _flag(1), Z, 0.5, nv)
+    assert torch.allclose(trunc[:, 0], torch.tensor([4.5, 7.0, 3.0]))
+    assert torch.allclose(term[:, 0], torch.tensor([2.0, 2.0, 3.0]))
+    # the only difference is the bootstrap gamma * V(s_2) = 5 at t=1, discounted back to t=0
+    assert torch.allclose(trunc - term, torch.tensor([[2.5], [5.0], [0.0]]))
+
+
+def test_td0_hand_and_gae_identities():
+    td = td0_advantage(R, V, NV, _flag(2), 0.5)
+    assert torch.allclose(td[:, 0], torch.tensor([1 + 0.5 - 0.5, 2 + 0.75 - 1.0, 3 - 1.5]))
+    g0 = gae(R, V, NV, _flag(2), Z, 0.5, 0.0)
+    assert torch.allclose(g0, td)
+    torch.manual_seed(0)
+    T, N = 7, 4
+    r, v, nv = torch.randn(T, N), torch.randn(T, N), torch.randn(T, N)
+    term = torch.rand(T, N) < 0.2
+    trunc = (torch.rand(T, N) < 0.2) & ~term
+    # consistent values: inside an episode V(s_{t+1}) is the next row's V(s_t)
+    inside = ~(term | trunc)[:-1]
+    nv[:-1][inside] = v[1:][inside]
+    lam1 = gae(r, v, nv, term, trunc, 0.9, 1.0)
+    mc = discounted_returns(r, term, trunc, 0.9, nv) - v
+    # the last row is bootstrapped by discounted_returns, so bootstrap it in gae too
+    trunc_last = trunc.clone()
+    trunc_last[-1] = ~term[-1]
+    assert torch.allclose(gae(r, v, nv, term, trunc_last, 0.9, 1.0), mc, atol=1e-5)
+    assert torch.allclose(lam1, mc, atol=1e-5)
+    assert torch.allclose(
+        gae(r, v, nv, term, trunc, 0.9, 0.0), td0_advantage(r, v, nv, term, 0.9), atol=1e-6
+    )
+
+
+def test_gae_hand():
+    # gamma=0.5, lambda=0.5, no ends inside: A_2 = d_2, A_1 = d_1 + 0.25 d_2, A_0 = d_0 + 0.25 A_1
+    d = td0_advantage(R, V, NV, Z, 0.5)[:, 0]
+    a = gae(R, V, NV, Z, Z, 0.5, 0.5)[:, 0]
+    a2 = d[2]
+    a1 = d[1] + 0.25 * a2
+    assert torch.allclose(a, torch.stack([d[0] + 0.25 * a1, a1, a2]))
+
+
+def _nstep_loop(r, v, nv, term, trunc, gamma, n):
+    T, N = r.shape
+    out = torch.zeros(T, N)
+    for i in range(N):
+        for t in range(T):
+            ret, disc = 0.0, 1.0
+            for k in range(n):
+                s = t + k
+                ret += disc * float(r[s, i])
+                disc *= gamma
+                end = bool(term[s, i] or trunc[s, i]) or s == T - 1
+                if end or k == n - 1:
+                    if not term[s, i]:
+                        ret += disc * float(nv[s, i])
+                    break
+            out[t, i] = ret - float(v[t, i])
+    return out
+
+
+def test_nstep_hand_identities_and_loop():
+    a = nstep_advantage(R, V, NV, Z, Z, 0.5, 2)[:, 0]
+    want = torch.tensor(
+        [1 + 0.5 * 2 + 0.25 * 1.5 - 0.5, 2 + 0.5 * 3 + 0.25 * 10 - 1.0, 3 + 5 - 1.5]
+    )
+    assert torch.allclose(a, want)
+    torch.manual_seed(1)
+    T, N = 9, 5
+    r, v, nv = torch.randn(T, N), torch.randn(T, N), torch.randn(T, N)
+    term = torch.rand(T, N) < 0.2
+    trunc = (torch.rand(T, N) < 0.15) & ~term
+    for n in (1, 2, 3, 20):
+        got = nstep_advantage(r, v, nv, term, trunc, 0.9, n)
+        assert torch.allclose(got, _nstep_loop(r, v, nv, term, trunc, 0.9, n), atol=1e-5)
+    assert torch.allclose(
+        nstep_advantage(r, v, nv, term, trunc, 0.9, 1), td0_advantage(r, v, nv, term, 0.9)
+    )
+    trunc_last = trunc.clone()
+    trunc_last[-1] = ~term[-1]
+    mc = discounted_returns(r, term, trunc, 0.9, nv) - v
+    assert torch.allclose(nstep_advantage(r, v, nv, term, trunc, 0.9, T), mc, atol=1e-5)
+    with pytest.raises(ValueError, match="n:"):
+        nstep_advantage(r, v, nv, term, trunc, 0.9, 0)
+
+
+# episode batch [L, E]: episode 0 = rewards (1, 2, 3), episode 1 = (4,), episode 2 = (0, 2)
+ER = torch.tensor([[1.0, 4.0, 0.0], [2.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+EM = torch.tensor([[True, True, True], [True, False, True], [True, False, False]])
+
+
+def test_episode_batch_weights_hand():
+    G = episode_reward_to_go(ER, EM, 0.5)
+    assert torch.allclose(G, torch.tensor([[2.75, 4.0, 1.0], [3.5, 0.0, 2.0], [3.0, 0.0, 0.0]]))
+    tot = total_return(ER, EM, 0.5)
+    assert torch.allclose(tot, torch.tensor([[2.75, 4.0, 1.0], [2.75, 0.0, 1.0], [2.75, 0.0, 0.0]]))
+    assert float(constant_baseline(G, EM)) == pytest.approx((2.75 + 4.0 + 1.0) / 3)
+    assert torch.allclose(time_baseline(G, EM)[:, 0], torch.tensor([7.75 / 3, 5.5 / 3, 1.0]))
+    assert torch.allclose(loo_baseline(G, EM)[0], torch.tensor([2.5, 1.875, 3.375]))
+    b = min_variance_baseline(G, EM, torch.tensor([1.0, 0.0, 3.0]))
+    assert float(b) == pytest.approx((2.75 + 3.0) / 4)
+    assert float(min_variance_baseline(G, EM, torch.zeros(3))) == pytest.approx(7.75 / 3)
+    with pytest.raises(ValueError, match="episodes"):
+        loo_baseline(G[:, :1], EM[:, :1])
+    # inputs untouched (pure functions)
+    assert torch.equal(ER[0], torch.tensor([1.0, 4.0, 0.0]))
