@@ -1,0 +1,515 @@
+"""The run engine: training in background threads, driven by the lab's pages.
+
+A :class:`Registry` (one per process; the app holds it in ``st.cache_resource``) validates a
+config, records the run in the :class:`~pglab.store.Store` and trains it in a daemon thread
+named ``pglab-run-<id>``. The same loop runs in the calling thread for the CLI's ``train``
+(:func:`run_foreground`), so both write the same statuses and metrics to the same store::
+
+    registry = Registry()
+    run_id = registry.launch("ppo", {"env_id": "CartPole-v1", "total_steps": 50_000})
+    rows, cursor = registry.snapshot(run_id)           # the curve so far
+    rows, cursor = registry.snapshot(run_id, cursor)   # later: only the new points
+    registry.pause(run_id); registry.resume(run_id); registry.stop(run_id)
+
+Life of a run::
+
+    queued --(slot free)--> running <--pause/resume--> paused
+    running/paused --> finished | stopped | failed        (interrupted: set by the store when
+    queued --stop--> stopped                                the owning process died)
+
+Threads: at most ``max_concurrent`` runs hold a thread (paused runs keep theirs, with their
+trainer in memory); the rest wait in a FIFO queue. Each worker sets
+``torch.set_num_threads(1)``: a run is one core's worth of work, and several runs oversubscribe
+the machine if each also spawns a pool. Workers never touch Streamlit.
+
+Metrics: each update's dict is appended to an append-only list under a lock; a reader copies
+a slice under the same lock, so it always sees whole updates in order, and the list is never
+mutated, only extended. The worker flushes new rows to the store at least once a second.
+
+Stop and pause: a stop is checked between updates and before every environment step (the
+trainer's ``env_step`` is wrapped), so it lands within one env step, not one update; the
+half-collected update is dropped, the finished ones are kept, and the policy is checkpointed.
+A pause takes effect between updates, so no update's ``time/sps`` includes paused time.
+
+Failures: :class:`~pglab.algos.NonFiniteError` ends the run ``failed`` with the trainer's plain
+message ("loss/policy became nan at update 37 - try a smaller learning rate"); any other
+exception ends it ``failed`` with the exception, the phase and the source line. Nothing
+escapes the worker thread, so one run's failure never touches another run or the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pglab.algos import NonFiniteError, get_trainer_class, make_trainer, resolve_device
+from pglab.algos.base import Trainer
+from pglab.config import BaseConfig
+from pglab.store import ACTIVE_STATUSES, RunRecord, Store
+
+FLUSH_INTERVAL_S = 0.5  # checked after each update, so rows reach the store within ~1 s
+JOIN_TIMEOUT_S = 30.0
+
+__all__ = ["Registry", "run_foreground", "validate_launch"]
+
+
+class _Stopped(BaseException):
+    """Raised inside the worker to unwind a run that was asked to stop.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` in a trainer
+    can swallow it.
+    """
+
+
+def validate_launch(
+    algo: str, config: BaseConfig | dict[str, Any], seed: int = 0, device: str = "cpu"
+) -> BaseConfig:
+    """Everything a launch needs, checked before any run or thread exists.
+
+    Returns the validated config; raises ``ValueError`` naming the field at fault.
+    """
+    cls = get_trainer_class(algo)  # ValueError for an unknown algorithm
+    if isinstance(config, dict):
+        cfg = cls.Config.from_dict(config)
+    elif isinstance(config, cls.Config):
+        cfg = config
+    else:
+        raise ValueError(
+            f"config: {algo} needs a {cls.Config.__name__} or a dict of settings, "
+            f"got {type(config).__name__}"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise ValueError(f"seed: {seed!r} is not allowed (an integer in [0, 2147483647])")
+    resolve_device(device)
+    return cfg
+
+
+@dataclass
+class _Run:
+    """In-memory state of one run; ``lock`` guards ``status``/``error`` and their store writes."""
+
+    id: str
+    algo: str
+    config: BaseConfig
+    seed: int
+    device: str
+    status: str = "queued"
+    error: str | None = None
+    rows: list[dict[str, float]] = field(default_factory=list)
+    rows_lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop_evt: threading.Event = field(default_factory=threading.Event)
+    go_evt: threading.Event = field(default_factory=threading.Event)  # cleared while paused
+    done_evt: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.go_evt.set()
+
+    def last_row(self) -> dict[str, float] | None:
+        with self.rows_lock:
+            return self.rows[-1] if self.rows else None
+
+
+def _where(exc: BaseException) -> str:
+    """``file.py:123 in function`` of the innermost frame of the exception."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    fs = frames[-1]
+    return f"{Path(fs.filename).name}:{fs.lineno} in {fs.name}"
+
+
+def _watch_steps(trainer: Trainer, run: _Run) -> None:
+    """Make a stop land within one env step: check the stop flag before each ``env_step``.
+
+    An instance attribute shadows the method for this trainer only; the update being
+    collected is abandoned, which is harmless because the run is ending.
+    """
+    inner = trainer.env_step
+
+    def env_step(actions: Any) -> Any:
+        if run.stop_evt.is_set():
+            raise _Stopped
+        return inner(actions)
+
+    trainer.env_step = env_step  # type: ignore[method-assign]
+
+
+def _train(
+    run: _Run,
+    store: Store,
+    on_update: Callable[[dict[str, float]], None] | None = None,
+) -> Trainer | None:
+    """Build the trainer and train until done, stopped or failed; every outcome is stored.
+
+    Returns the (closed) trainer, or None if it could not be built.
+
+    A failure becomes the run's status and is not raised (SystemExit and other
+    non-``Exception`` exits are recorded, then re-raised); store errors while recording the
+    final status are kept on ``run.error`` only.
+    """
+    pending: list[dict[str, float]] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        if pending:
+            store.append_metrics(run.id, pending)
+            pending = []
+        last_flush = time.monotonic()
+
+    trainer: Trainer | None = None
+    phase = "building the trainer"
+    final, error = "finished", None
+    escaping: BaseException | None = None  # SystemExit and the like: recorded, then re-raised
+    try:
+        trainer = make_trainer(run.algo, run.config, run.seed, run.device)
+        _watch_steps(trainer, run)
+        with run.lock:
+            if run.status == "queued":
+                run.status = "running"
+            # "paused" if a pause arrived while the trainer was being built
+            store.set_status(run.id, run.status)
+        while not trainer.done:
+            if not run.go_evt.is_set():
+                flush()  # readers of the store see everything up to the pause
+                run.go_evt.wait()  # set again by resume() or stop()
+            if run.stop_evt.is_set():
+                raise _Stopped
+            phase = f"update {trainer.updates + 1}"
+            row = dict(trainer.update())
+            with run.rows_lock:
+                run.rows.append(row)
+            pending.append(row)
+            if on_update is not None:
+                on_update(row)
+            if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
+                flush()
+        phase = "finishing"
+    except (_Stopped, KeyboardInterrupt):
+        final = "stopped"
+    except NonFiniteError as exc:
+        final, error = "failed", str(exc)
+    except BaseException as exc:
+        final, error = "failed", f"{type(exc).__name__}: {exc} (during {phase}, at {_where(exc)})"
+        if not isinstance(exc, Exception):
+            escaping = exc
+    try:
+        flush()
+        if trainer is not None and final in ("finished", "stopped"):
+            store.save_checkpoint(run.id, trainer.state_dict())
+    except Exception as exc:
+        final = "failed"
+        error = f"saving the run failed: {type(exc).__name__}: {exc} (at {_where(exc)})"
+    finally:
+        if trainer is not None:
+            with contextlib.suppress(Exception):
+                trainer.close()
+    with run.lock:
+        run.status, run.error = final, error
+        try:
+            store.set_status(run.id, final, error)
+        except Exception as exc:  # the store is gone (disk full, deleted): keep it in memory
+            run.error = f"{error or final}; the store could not record it: {exc}"
+    if escaping is not None:
+        raise escaping
+    return trainer
+
+
+def run_foreground(
+    algo: str,
+    config: BaseConfig | dict[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    store: Store | None = None,
+    on_update: Callable[[dict[str, float]], None] | None = None,
+    *,
+    name: str | None = None,
+    group: str | None = None,
+    on_end: Callable[[Trainer], None] | None = None,
+) -> RunRecord:
+    """Train in the calling thread, recording the run in ``store`` exactly as a background run.
+
+    ``on_update(metrics)`` is called after every update (progress output). Ctrl-C stops the
+    run (status ``stopped``, metrics and checkpoint kept); a NaN or an exception ends it
+    ``failed``. ``on_end(trainer)``, if given, is called once everything is recorded, with the
+    trainer (envs closed; episodes, ``solved_at_step`` and ``evaluate()`` still usable) for a
+    summary; not called if the trainer could not be built. Returns the final record either
+    way; raises ``ValueError`` only for invalid input, before anything is stored.
+    """
+    cfg = validate_launch(algo, config, seed, device)
+    store = store if store is not None else Store()
+    run_id = store.create_run(
+        algo=algo,
+        env_id=cfg.env_id,
+        config=cfg.to_dict(),
+        seed=seed,
+        device=device,
+        name=name,
+        group=group,
+    )
+    run = _Run(run_id, algo, cfg, seed, device)
+    trainer = _train(run, store, on_update)
+    record = store.get_run(run_id)
+    assert record is not None
+    if on_end is not None and trainer is not None:
+        on_end(trainer)
+    return record
+
+
+class Registry:
+    """Process-wide set of background runs, backed by a :class:`Store`. Thread-safe.
+
+    ``max_concurrent`` runs train at once (default: the number of CPU cores); later launches
+    queue, first in first out.
+    """
+
+    def __init__(self, store: Store | None = None, max_concurrent: int | None = None):
+        if max_concurrent is not None and (
+            not isinstance(max_concurrent, int) or max_concurrent < 1
+        ):
+            raise ValueError(f"max_concurrent: {max_concurrent!r} is not allowed (an int >= 1)")
+        self.store = store if store is not None else Store()
+        self.max_concurrent = max_concurrent or os.cpu_count() or 1
+        self._lock = threading.RLock()
+        self._runs: dict[str, _Run] = {}
+        self._queue: deque[str] = deque()
+
+    # -- launching ---------------------------------------------------------------------------
+    def launch(
+        self,
+        algo: str,
+        config: BaseConfig | dict[str, Any],
+        seed: int = 0,
+        device: str = "cpu",
+        name: str | None = None,
+        group: str | None = None,
+    ) -> str:
+        """Validate, record and start (or queue) a run; returns its id.
+
+        Raises ``ValueError`` naming the field for an invalid algo, config, seed or device;
+        nothing is stored and no thread starts in that case.
+        """
+        cfg = validate_launch(algo, config, seed, device)
+        run_id = self.store.create_run(
+            algo=algo,
+            env_id=cfg.env_id,
+            config=cfg.to_dict(),
+            seed=seed,
+            device=device,
+            name=name,
+            group=group,
+        )
+        with self._lock:
+            self._runs[run_id] = _Run(run_id, algo, cfg, seed, device)
+            self._queue.append(run_id)
+            self._start_queued()
+        return run_id
+
+    def _start_queued(self) -> None:
+        """Give free slots to queued runs (call with ``self._lock`` held)."""
+        busy = sum(
+            1 for r in self._runs.values() if r.thread is not None and not r.done_evt.is_set()
+        )
+        for run_id in list(self._queue):
+            if busy >= self.max_concurrent:
+                break
+            run = self._runs[run_id]
+            if run.status != "queued":  # paused while waiting: keeps its place, not a slot
+                continue
+            self._queue.remove(run_id)
+            run.thread = threading.Thread(
+                target=self._work, args=(run,), name=f"pglab-run-{run.id}", daemon=True
+            )
+            run.thread.start()
+            busy += 1
+
+    def _work(self, run: _Run) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        try:
+            _train(run, self.store)
+        finally:
+            self.store.release_thread()
+            with self._lock:
+                run.done_evt.set()
+                self._start_queued()
+
+    # -- control -------------------------------------------------------------------------------
+    def _get(self, run_id: str) -> _Run:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise ValueError(f"run: {run_id!r} is not a run of this session's registry")
+        return run
+
+    def pause(self, run_id: str) -> None:
+        """Pause a queued or running run after its current update (no-op otherwise)."""
+        run = self._get(run_id)
+        with run.lock:
+            if run.status in ("queued", "running"):
+                run.go_evt.clear()
+                run.status = "paused"
+                self.store.set_status(run_id, "paused")
+
+    def resume(self, run_id: str) -> None:
+        """Resume a paused run (no-op otherwise). A run paused in the queue goes back to it."""
+        run = self._get(run_id)
+        with self._lock, run.lock:
+            if run.status == "paused":
+                run.status = "running" if run.thread is not None else "queued"
+                self.store.set_status(run_id, run.status)
+                run.go_evt.set()
+                self._start_queued()
+
+    def stop(self, run_id: str) -> None:
+        """Ask a run to stop; it ends ``stopped`` within one env step, keeping its metrics.
+
+        Returns at once; :meth:`wait` blocks until the run has ended.
+        """
+        run = self._get(run_id)
+        with self._lock:
+            if run_id in self._queue:  # never started: nothing to unwind
+                self._queue.remove(run_id)
+                with run.lock:
+                    run.status = "stopped"
+                    self.store.set_status(run_id, "stopped")
+                run.done_evt.set()
+                return
+        run.stop_evt.set()
+        run.go_evt.set()  # wake a paused worker so it sees the stop
+
+    def delete(self, run_id: str) -> None:
+        """Stop the run if it is active, then remove it, its metrics and checkpoint."""
+        with self._lock:
+            known = run_id in self._runs
+        if known:
+            self.stop(run_id)
+            self.wait(run_id, JOIN_TIMEOUT_S)
+            with self._lock:
+                self._runs.pop(run_id, None)
+        self.store.delete_run(run_id)
+
+    # -- reading -------------------------------------------------------------------------------
+    def status(self, run_id: str) -> str:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            return run.status
+        return self.record(run_id).status
+
+    def record(self, run_id: str) -> RunRecord:
+        """The stored record, with this process's fresher status and latest metrics on top."""
+        rec = self.store.get_run(run_id)
+        if rec is None:
+            raise ValueError(f"run: {run_id!r} is not in the store {self.store.path}")
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            return rec
+        last = run.last_row()
+        changes: dict[str, Any] = {"status": run.status, "error": run.error}
+        if last is not None:
+            changes["env_steps"] = int(last.get("time/env_steps", rec.env_steps))
+            ret = last.get("rollout/return_last20")
+            if ret is not None:
+                changes["final_return"] = ret
+        return replace(rec, **changes)
+
+    def snapshot(self, run_id: str, since: int = 0) -> tuple[list[dict[str, float]], int]:
+        """Update rows ``since`` onwards and the new cursor (the number of rows so far).
+
+        ``snapshot(id)`` is the whole curve; pass the returned cursor back to get only new
+        points. Rows are whole updates, in order, never modified once returned. Runs not in
+        this registry (earlier sessions, the CLI) are read from the store.
+        """
+        since = max(0, int(since))
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            if self.store.get_run(run_id) is None:
+                raise ValueError(f"run: {run_id!r} is not in the store {self.store.path}")
+            rows = self.store.metric_rows(run_id, since)
+            return rows, since + len(rows)
+        with run.rows_lock:
+            return run.rows[since:], len(run.rows)
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """``env_steps``, ``total_steps``, ``fraction`` in [0, 1], ``sps`` and ``eta_s``.
+
+        ``eta_s = (total_steps - env_steps) / sps`` with ``sps`` = steps per second of
+        training time so far (pauses excluded); None when unknown or the run is not going to
+        continue, 0 when finished.
+        """
+        rec = self.record(run_id)
+        with self._lock:
+            run = self._runs.get(run_id)
+        last = run.last_row() if run is not None else None
+        env_steps = rec.env_steps
+        total = rec.total_steps
+        sps = None
+        if last is not None and last.get("time/wall_s", 0.0) > 0:
+            sps = last["time/env_steps"] / last["time/wall_s"]
+        eta = None
+        if rec.status == "finished":
+            eta = 0.0
+        elif rec.status in ("running", "paused") and sps:
+            eta = max(0, total - env_steps) / sps
+        return {
+            "status": rec.status,
+            "env_steps": env_steps,
+            "total_steps": total,
+            "fraction": min(1.0, env_steps / total) if total else 0.0,
+            "sps": sps,
+            "eta_s": eta,
+        }
+
+    def active_ids(self) -> list[str]:
+        """Runs of this registry that are queued, running or paused, in launch order."""
+        with self._lock:
+            return [rid for rid, r in self._runs.items() if r.status in ACTIVE_STATUSES]
+
+    def any_active(self) -> bool:
+        return bool(self.active_ids())
+
+    def run_ids(self) -> list[str]:
+        """Every run launched through this registry (since the last :meth:`clear`)."""
+        with self._lock:
+            return list(self._runs)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> str:
+        """Block until the run has ended (or ``timeout`` seconds); returns its status."""
+        run = self._get(run_id)
+        run.done_evt.wait(timeout)
+        if run.thread is not None and run.done_evt.is_set():
+            run.thread.join(timeout)
+        return run.status
+
+    def clear(self, timeout: float = JOIN_TIMEOUT_S) -> None:
+        """Stop every run of this registry and join its threads, then forget them."""
+        with self._lock:
+            ids = list(self._runs)
+            for run_id in list(self._queue):
+                self.stop(run_id)
+        for run_id in ids:
+            self.stop(run_id)
+        deadline = time.monotonic() + timeout
+        for run_id in ids:
+            run = self._runs.get(run_id)
+            if run is not None and run.thread is not None:
+                run.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            for run_id in ids:
+                run = self._runs.get(run_id)
+                if run is not None and (run.thread is None or not run.thread.is_alive()):
+                    del self._runs[run_id]
