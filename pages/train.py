@@ -1,4 +1,93 @@
+"""Train: environment, algorithm + variant, preset, hyperparameters -> background runs, live."""
+
 import streamlit as st
 
+from pglab import ui
+from pglab.algos import get_trainer_class, make_config
+from pglab.envs import available_envs, env_info
+
 st.title("Train")
-st.info("Placeholder: this page is still being built.")
+st.caption(
+    "Pick an environment and an estimator, launch one run per seed in the background, and "
+    "watch the diagnostics that explain why it learns (or does not)."
+)
+registry = ui.registry_or_stop()
+algos = ui.available_algos()
+if not algos:
+    st.info("No training algorithm is available yet.")
+    st.stop()
+
+c_env, c_algo, c_preset = st.columns(3)
+env_id = c_env.selectbox("Environment", available_envs(), key="train:env")
+c_env.caption(env_info(env_id).summary)
+algo = c_algo.selectbox(
+    "Algorithm", algos, key="train:algo", format_func=lambda a: ui.ALGO_TITLES.get(a, a)
+)
+cls = get_trainer_class(algo).Config
+presets = ui.presets_for(algo, env_id)
+preset_key, steps_key = f"train:preset:{algo}:{env_id}", "train:steps"
+preset = c_preset.selectbox(
+    "Preset",
+    ["(library defaults)", *presets],
+    key=preset_key,
+    on_change=ui.apply_preset,
+    args=(cls, preset_key, steps_key, env_id),
+    help="Published hyperparameters (e.g. RL Zoo) for this algorithm and environment.",
+)
+if preset in presets:
+    c_preset.caption(f"{presets[preset].description} Source: {presets[preset].source}")
+
+variant_fields = ui.VARIANT_FIELDS.get(algo, ())
+variant = ui.config_widgets(cls, variant_fields) if variant_fields else {}
+with st.expander("Hyperparameters (hover the ? for the equation each one changes)"):
+    others = [f.name for f in cls.fields() if f.name not in variant_fields]
+    knobs = ui.config_widgets(cls, others)
+
+if steps_key not in st.session_state:
+    st.session_state[steps_key] = int(cls.field("total_steps").default)
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1.4, 1, 1.2], vertical_alignment="bottom")
+n_seeds = c1.number_input(
+    "Seeds", value=1, step=1, key="train:seeds", help="Runs launched, one per seed (1 to 16)."
+)
+first_seed = c2.number_input("First seed", value=0, step=1, key="train:seed0")
+steps = c3.number_input(
+    "Step budget", step=10_000, key=steps_key, help=ui.field_help(cls.field("total_steps"))
+)
+device = c4.selectbox("Device", ui.device_options(), key="train:device")
+launch = c5.button("Launch", type="primary", icon=":material/rocket_launch:", key="train:launch")
+
+if launch:
+    try:
+        seeds = ui.check_seeds(n_seeds, first_seed)
+        config = make_config(algo, {**variant, **knobs, "env_id": env_id, "total_steps": steps})
+        group = f"{ui.variant_label(algo, config.to_dict())} · {env_id}"
+        st.session_state["train:runs"] = ui.launch_group(
+            registry, algo, config, seeds, device, group
+        )
+    except ValueError as exc:  # names the field, the value and the allowed range
+        st.error(str(exc))
+
+st.subheader("Live")
+watched = st.session_state.get("train:runs") or registry.active_ids()
+frozen = st.toggle(
+    "Pause live updates",
+    key="train:frozen",
+    help="Stop refreshing the charts so you can zoom and hover; training keeps going.",
+)
+active = any(
+    (r := ui.safe_record(registry, i)) is not None and r.status in ui.ACTIVE for i in watched
+)
+every = 1.0 if active and not frozen else None
+
+
+@st.fragment(run_every=every)
+def live_panel() -> None:
+    still_active = ui.render_live(registry, watched)
+    if every is not None and not still_active:
+        st.rerun()  # a full rerun switches the timer off once nothing runs
+
+
+live_panel()
+
+with st.expander("Watch the agent", icon=":material/movie:"):
+    ui.watch_agent(registry, watched)
