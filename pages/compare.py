@@ -7,6 +7,8 @@ from pglab.algos import make_config
 from pglab.envs import available_envs, env_info
 from pglab.metrics import describe, label
 
+ui.require_router()
+
 st.title("Compare")
 st.caption(
     "Every curve is the mean over the seeds of a group; the shaded band is the 95% confidence "

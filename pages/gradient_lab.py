@@ -6,6 +6,8 @@ import streamlit as st
 from pglab import compare, ui
 from pglab.envs import SHORT_CORRIDOR_ID, available_envs
 
+ui.require_router()
+
 st.title("Gradient Lab")
 st.markdown(
     r"Every estimator is $\hat g = \frac{1}{m}\sum_i \sum_t \nabla_\theta \log\pi_\theta(a^i_t"

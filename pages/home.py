@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from pglab import ui
+
+ui.require_router()
+
 st.title("pglab: a policy-gradient lab")
 st.markdown(
     """

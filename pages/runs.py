@@ -5,6 +5,8 @@ import streamlit as st
 from pglab import ui
 from pglab.store import parse_config_json
 
+ui.require_router()
+
 st.title("Runs")
 st.caption("Every run in the store, whether launched here, from the CLI or by an earlier session.")
 registry = ui.registry_or_stop()

@@ -6,6 +6,8 @@ from pglab import ui
 from pglab.algos import get_trainer_class, make_config
 from pglab.envs import available_envs, env_info
 
+ui.require_router()
+
 st.title("Train")
 st.caption(
     "Pick an environment and an estimator, launch one run per seed in the background, and "

@@ -51,6 +51,21 @@ PAGE_FIELDS = ("env_id", "total_steps")  # chosen by the page's own widgets
 
 # -- long-lived objects ------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
+def require_router() -> None:
+    """Make a page opened by direct URL go through ``app.py``'s ``st.navigation``.
+
+    Streamlit decides once per process whether the app is an old-style ``pages/``-folder app.
+    Until ``app.py`` has called ``st.navigation``, a first visit straight to ``/train`` runs
+    ``pages/train.py`` alone, without the router's layout and sidebar. Each page calls this
+    first: in that mode it clears the (private) flag and reruns, so ``app.py`` routes the URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def _registry_for(store_path: str) -> Any:
     from pglab.engine import Registry
     from pglab.store import Store
