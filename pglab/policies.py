@@ -57,7 +57,10 @@ class ObsEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.n is not None:
-            return nn.functional.one_hot(obs.long().reshape(-1), self.n).float()
+            # A comparison rather than F.one_hot: it also works under torch.func.vmap, which
+            # the per-episode gradient diagnostic uses.
+            idx = obs.long().unsqueeze(-1)  # [...] -> [..., n], leading dims kept
+            return (idx == torch.arange(self.n, device=obs.device)).float()
         return obs.float()
 
 
