@@ -50,7 +50,6 @@ PAGE_FIELDS = ("env_id", "total_steps")  # chosen by the page's own widgets
 
 
 # -- long-lived objects ------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
 def require_router() -> None:
     """Make a page opened by direct URL go through ``app.py``'s ``st.navigation``.
 
@@ -66,6 +65,7 @@ def require_router() -> None:
         st.rerun()
 
 
+@st.cache_resource(show_spinner=False)
 def _registry_for(store_path: str) -> Any:
     from pglab.engine import Registry
     from pglab.store import Store
