@@ -56,13 +56,18 @@ def require_router() -> None:
     Streamlit decides once per process whether the app is an old-style ``pages/``-folder app.
     Until ``app.py`` has called ``st.navigation``, a first visit straight to ``/train`` runs
     ``pages/train.py`` alone, without the router's layout and sidebar. Each page calls this
-    first: in that mode it clears the (private) flag and reruns, so ``app.py`` routes the URL.
+    first: in that mode it clears the (private) flag and runs ``app.py`` in its place, in the
+    same script run, so widget events of this run (a button click) are not lost.
     """
+    import runpy
+    from pathlib import Path
+
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False)
