@@ -90,7 +90,9 @@ def _base_type(tp: Any) -> tuple[type, bool]:
 
 def coerce(info: FieldInfo, value: Any) -> Any:
     """Turn a user-given value (often a string from the CLI or a JSON number) into the field's type."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+    # The strings "none"/"null" mean None except for a str field, where "none" can be a choice.
+    is_null_word = isinstance(value, str) and value.strip().lower() in {"none", "null"}
+    if value is None or (is_null_word and info.type is not str):
         if info.optional:
             return None
         raise ValueError(f"{info.name}: a value is required ({info.spec.describe()})")

@@ -11,6 +11,7 @@ transition. Episode returns and lengths are tallied here exactly as gymnasium's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,3 +113,69 @@ def final_next_obs(next_obs: np.ndarray, dones: np.ndarray, infos: dict) -> np.n
     for i in np.flatnonzero(dones):
         out[i] = final[i]
     return out
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of ``[B, *shape]`` batches (float64).
+
+    Parallel-variance merge of Chan et al. (1979), as SB3's ``VecNormalize`` uses it:
+    ``count`` starts at a tiny ``epsilon`` so the first normalisation is well defined.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = float(epsilon)
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray, clip: float = 10.0) -> np.ndarray:
+        """``clip((x - mean) / sqrt(var + 1e-8), -clip, clip)`` as float32."""
+        out = (np.asarray(x, dtype=np.float64) - self.mean) / np.sqrt(self.var + 1e-8)
+        return np.clip(out, -clip, clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "mean": torch.as_tensor(self.mean),
+            "var": torch.as_tensor(self.var),
+            "count": self.count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.asarray(state["mean"], dtype=np.float64)
+        self.var = np.asarray(state["var"], dtype=np.float64)
+        self.count = float(state["count"])
+
+
+class RewardScaler:
+    """Reward scaling of SB3's ``VecNormalize`` (https://arxiv.org/abs/2005.12729, sec. 3):
+    divide rewards by the running std of the discounted return  G_t = gamma G_{t-1} + r_t
+    (reset at episode ends), then clip to [-clip, clip]. Keeps value targets O(1) when raw
+    rewards are large (Pendulum's are in [-16, 0]). The mean is not subtracted.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0):
+        self.gamma = gamma
+        self.clip = clip
+        self.rms = RunningMeanStd(())
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Scale a time-major ``[T, N]`` block of rewards; ``dones[t]`` ends the return at t."""
+        T = rewards.shape[0]
+        rets = np.empty(rewards.shape, dtype=np.float64)
+        for t in range(T):
+            self.returns = self.returns * self.gamma + rewards[t]
+            rets[t] = self.returns
+            self.returns[dones[t]] = 0.0
+        self.rms.update(rets.reshape(-1))
+        scaled = rewards / np.sqrt(self.rms.var + 1e-8)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)

@@ -1,0 +1,366 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, https://arxiv.org/abs/1707.06347).
+
+One update, in the order of the paper's Algorithm 1 (and of CleanRL's ``ppo.py``):
+
+    1. collect   T steps in each of N envs with pi_old                       -> batch of B = T*N
+    2. estimate  V(s_t), V(s_{t+1});  A_t = GAE(gamma, lambda);  R_t = A_t + V(s_t)
+                 (rewards first divided by the running return std when normalize_reward)
+    3. diagnose  per-episode gradient samples of sum_t log pi(a_t|s_t) A_t    -> grad var / SNR
+    4. optimise  n_epochs passes over shuffled minibatches of ``batch_size``:
+                 L = L_policy + vf_coef * L_value - ent_coef * H,  one Adam step per minibatch
+                 (global gradient clipping; optional early stop when KL > target_kl)
+    5. report    losses, entropy, KL (k1, k3), clip fraction, explained variance, ...
+
+Two policy objectives (``variant``):
+  - "clip":       L = -E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]          (PPO-Clip, eq. 7)
+  - "kl_penalty": L = -E[r_t A_t] + beta * KL(pi_old || pi_theta), with beta doubled when the
+                  measured KL exceeds 1.5 x kl_target and halved below kl_target / 1.5
+                  (PPO-Penalty, section 4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from pglab.algos.base import Trainer, flatten_parameters
+from pglab.config import BaseConfig, param
+from pglab.diagnostics import policy_grad_diagnostics
+from pglab.estimators import gae
+from pglab.rollout import RewardScaler, segment_ids
+
+
+@dataclass(frozen=True)
+class PPOConfig(BaseConfig):
+    """PPO settings. Defaults are a general-purpose CleanRL/SB3-style setting (8 envs x 128
+    steps, minibatches of 256, 10 epochs, Adam 3e-4); :mod:`pglab.presets` holds tuned ones."""
+
+    algo: ClassVar[str] = "ppo"
+
+    num_envs: int = param(8, "Parallel environments stepped together.", low=1, high=256)
+    n_steps: int = param(
+        128, "Steps per env in each rollout (the batch is num_envs x n_steps).", low=1, high=8192
+    )
+    batch_size: int = param(
+        256, "Minibatch size for the gradient steps of each epoch.", low=1, high=1_048_576
+    )
+    n_epochs: int = param(10, "Passes over the batch per update.", low=1, high=100)
+    gae_lambda: float = param(
+        0.95,
+        "GAE lambda: 0 = one-step TD error (low variance, biased), 1 = Monte-Carlo.",
+        low=0.0,
+        high=1.0,
+        equation="A_t = sum_l (gamma lambda)^l delta_{t+l}",
+    )
+    variant: str = param(
+        "clip",
+        "Policy objective: clipped surrogate (PPO-Clip) or adaptive KL penalty (PPO-Penalty).",
+        choices=("clip", "kl_penalty"),
+    )
+    clip_coef: float = param(
+        0.2,
+        "Clip range epsilon of the surrogate (and of the value loss when clip_vloss).",
+        low=0.0,
+        high=1.0,
+        equation="min(r A, clip(r, 1-eps, 1+eps) A)",
+    )
+    clip_schedule: str = param(
+        "constant",
+        "Anneal the clip range linearly to 0 over training.",
+        choices=("constant", "linear"),
+    )
+    lr_schedule: str = param(
+        "constant",
+        "Anneal the learning rate linearly to 0 over training.",
+        choices=("constant", "linear"),
+    )
+    clip_vloss: bool = param(
+        False,
+        "Clip the value update around the old values like the policy (PPO2 baselines; "
+        "Engstrom et al. 2020 find it rarely helps: https://arxiv.org/abs/2005.12729).",
+    )
+    ent_coef: float = param(
+        0.0, "Weight of the entropy bonus (encourages exploration).", low=0.0, high=1.0
+    )
+    vf_coef: float = param(0.5, "Weight of the value loss in the total loss.", low=0.0, high=10.0)
+    max_grad_norm: float | None = param(
+        0.5,
+        "Clip the global gradient norm to this value (None: no clipping).",
+        low=0.0,
+        high=1000.0,
+    )
+    norm_adv: bool = param(
+        True,
+        "Normalise advantages to mean 0, std 1 over the batch (scale-free step size; "
+        "https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/).",
+    )
+    target_kl: float | None = param(
+        None,
+        "Stop the epochs of an update early once the approximate KL exceeds this (None: off).",
+        low=0.0,
+        high=10.0,
+    )
+    kl_target: float = param(
+        0.01, "PPO-Penalty: the KL the adaptive beta aims for.", low=1e-6, high=10.0, log=True
+    )
+    kl_beta_init: float = param(
+        1.0, "PPO-Penalty: initial KL coefficient beta.", low=0.0, high=1000.0
+    )
+    log_std_init: float = param(
+        0.0,
+        "Initial log standard deviation of the Gaussian policy (Box actions only).",
+        low=-5.0,
+        high=2.0,
+    )
+
+    normalize_obs: bool = param(
+        False,
+        "Feed the nets observations standardised by their running mean/std, clipped to +-10 "
+        "(SB3 VecNormalize; https://arxiv.org/abs/2006.05990 finds it often helps).",
+    )
+    normalize_reward: bool = param(
+        False,
+        "Divide rewards by the running std of the discounted return, clipped to +-10 "
+        "(SB3 VecNormalize; keeps value targets O(1): https://arxiv.org/abs/2005.12729).",
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        rollout = self.num_envs * self.n_steps
+        if self.batch_size > rollout:
+            raise ValueError(
+                f"batch_size: {self.batch_size} is larger than the rollout num_envs x n_steps = "
+                f"{rollout} (must be in [1, {rollout}])"
+            )
+
+    @property
+    def rollout_size(self) -> int:
+        return self.num_envs * self.n_steps
+
+
+# -- losses: pure functions ------------------------------------------------------------------
+def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_coef: float) -> Tensor:
+    """PPO-Clip policy loss  L = -E[min(r A, clip(r, 1-eps, 1+eps) A)]  (paper eq. 7).
+
+    ``ratio`` = pi_theta(a|s) / pi_old(a|s) and ``adv`` have the same shape; returns a scalar.
+    """
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * adv
+    return -torch.min(unclipped, clipped).mean()
+
+
+def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
+    """PPO-Penalty policy loss  L = -E[r A] + beta * KL(pi_old || pi_theta)  (paper eq. 8).
+
+    The KL is the k3 estimate from the same samples (drawn from pi_old):
+    KL ~= E[(r - 1) - log r], unbiased and >= 0 per sample, and differentiable in theta.
+    """
+    kl = ((ratio - 1.0) - torch.log(ratio)).mean()
+    return -(ratio * adv).mean() + beta * kl
+
+
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, clip_coef: float | None
+) -> Tensor:
+    """Critic loss  E[(V - R)^2]  (the paper's L^VF, as in SB3), or with clipping
+    (``clip_coef`` not None)  E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)]."""
+    err = (values - returns).pow(2)
+    if clip_coef is not None:
+        v_clipped = old_values + torch.clamp(values - old_values, -clip_coef, clip_coef)
+        err = torch.max(err, (v_clipped - returns).pow(2))
+    return err.mean()
+
+
+def approx_kl(log_ratio: Tensor) -> tuple[Tensor, Tensor]:
+    """KL(pi_old || pi_theta) from samples of pi_old (http://joschu.net/blog/kl-approx.html):
+    k1 = E[-log r] (unbiased, noisy, can be < 0) and k3 = E[(r - 1) - log r] (unbiased, >= 0).
+    """
+    return -log_ratio.mean(), (torch.expm1(log_ratio) - log_ratio).mean()
+
+
+def explained_variance(pred: Tensor, target: Tensor) -> float:
+    """1 - Var(target - pred) / Var(target); NaN when the target is constant."""
+    var_y = target.var()
+    if var_y.item() == 0:
+        return float("nan")
+    return float(1.0 - (target - pred).var() / var_y)
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """PPO-Penalty's rule (paper section 4): beta x 2 if KL > 1.5 d_targ, / 2 if KL < d_targ / 1.5."""
+    if kl > 1.5 * kl_target:
+        return beta * 2.0
+    if kl < kl_target / 1.5:
+        return beta / 2.0
+    return beta
+
+
+def linear_schedule(start: float, progress_remaining: float, kind: str) -> float:
+    """``start`` (constant) or ``start * progress_remaining`` (linear), progress in [0, 1]."""
+    return start * progress_remaining if kind == "linear" else start
+
+
+class PPO(Trainer):
+    name: ClassVar[str] = "ppo"
+    Config: ClassVar[type[BaseConfig]] = PPOConfig
+    config: PPOConfig
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        return {"log_std_init": self.config.log_std_init}
+
+    def setup(self) -> None:
+        assert self.value is not None
+        # One Adam over actor and critic, as SB3 and CleanRL do, so one clip covers both; all
+        # parameters live in one flat buffer so the optimiser step is one fused kernel.
+        self.flat_params = flatten_parameters(self.policy, self.value)
+        self.optimizer = torch.optim.Adam(
+            [self.flat_params], lr=self.config.learning_rate, eps=1e-5, fused=True
+        )
+        self.kl_beta = self.config.kl_beta_init
+        self.reward_scaler: RewardScaler | None = None
+        if self.config.normalize_reward:
+            self.reward_scaler = RewardScaler(self.num_envs, self.config.gamma)
+
+    def _update(self) -> dict[str, float]:
+        cfg = self.config
+        assert self.value is not None
+        progress_remaining = max(0.0, 1.0 - self.env_steps / cfg.total_steps)
+        lr = linear_schedule(cfg.learning_rate, progress_remaining, cfg.lr_schedule)
+        clip_coef = linear_schedule(cfg.clip_coef, progress_remaining, cfg.clip_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        # 1. collect
+        batch = self.collect(cfg.n_steps)
+
+        # 2. estimate: GAE advantages and lambda-returns as value targets
+        rewards = batch.rewards
+        if self.reward_scaler is not None:
+            scaled = self.reward_scaler(rewards.cpu().numpy(), batch.dones.cpu().numpy())
+            rewards = torch.as_tensor(scaled, device=self.device)
+        with torch.no_grad():
+            values = self.value(batch.obs)
+            next_values = self.value(batch.next_obs)
+            advantages = gae(
+                rewards,
+                values,
+                next_values,
+                batch.terminated,
+                batch.truncated,
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
+            returns = advantages + values
+        b_obs = batch.obs.flatten(0, 1)
+        b_actions = batch.actions.flatten(0, 1)
+        b_old_log_probs = batch.log_probs.flatten(0, 1)
+        b_advantages = advantages.flatten()
+        b_returns = returns.flatten()
+        b_values = values.flatten()
+        if cfg.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+
+        metrics: dict[str, float] = {}
+        # 3. diagnose the policy gradient the first epoch will follow (weights = advantages)
+        if cfg.grad_diagnostics:
+            seg, n_seg = segment_ids(batch.dones)
+            metrics.update(
+                policy_grad_diagnostics(
+                    self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg
+                )
+            )
+
+        # 4. optimise
+        B = b_obs.shape[0]
+        sums = torch.zeros(4, device=self.device)  # policy loss, value loss, entropy, grad norm
+        n_minibatches = 0
+        epochs = 0
+        for epoch in range(cfg.n_epochs):
+            # KL and clip fraction are needed every epoch only for the target-KL check;
+            # otherwise only on the last epoch, whose values are reported.
+            measure = cfg.target_kl is not None or epoch == cfg.n_epochs - 1
+            epoch_stats = torch.zeros(3, device=self.device)  # k1, k3, clip fraction
+            epoch_minibatches = 0
+            # A minibatch that is the whole batch needs no shuffle: the loss is a mean.
+            perm = None
+            if cfg.batch_size < B:
+                perm = torch.randperm(B, generator=self.generator, device=self.device)
+            for start in range(0, B, cfg.batch_size):
+                mb = slice(None) if perm is None else perm[start : start + cfg.batch_size]
+                mb_adv = b_advantages[mb]
+                log_prob, ent = self.log_prob_entropy(b_obs[mb], b_actions[mb])
+                log_ratio = log_prob - b_old_log_probs[mb]
+                ratio = log_ratio.exp()
+                if cfg.variant == "clip":
+                    pg_loss = clipped_surrogate(ratio, mb_adv, clip_coef)
+                else:
+                    pg_loss = kl_penalty_surrogate(ratio, mb_adv, self.kl_beta)
+                v_loss = value_loss(
+                    self.value(b_obs[mb]),
+                    b_values[mb],
+                    b_returns[mb],
+                    clip_coef if cfg.clip_vloss else None,
+                )
+                loss = pg_loss + cfg.vf_coef * v_loss
+                if cfg.ent_coef > 0:
+                    entropy = ent.mean()
+                    loss = loss - cfg.ent_coef * entropy
+                else:  # only reported: keep it out of the backward pass
+                    entropy = ent.detach().mean()
+                self.check_finite("loss", loss)
+
+                self.flat_params.grad.zero_()  # keeps the module grads as views of it
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.flat_params,
+                    cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf,
+                )
+                self.check_finite("gradient norm", grad_norm)
+                self.optimizer.step()
+
+                with torch.no_grad():
+                    sums += torch.stack(
+                        [pg_loss.detach(), v_loss.detach(), entropy.detach(), grad_norm]
+                    )
+                    if measure:
+                        k1, k3 = approx_kl(log_ratio.detach())
+                        clipped = ((ratio.detach() - 1.0).abs() > clip_coef).float().mean()
+                        epoch_stats += torch.stack([k1, k3, clipped])
+                n_minibatches += 1
+                epoch_minibatches += 1
+            epochs += 1
+            if measure:
+                # KL and clip fraction of this epoch: how far the policy has moved by now.
+                k1, k3, clip_fraction = (epoch_stats / epoch_minibatches).tolist()
+                if cfg.target_kl is not None and k3 > cfg.target_kl:
+                    break
+
+        # 5. report
+        pg_loss_mean, v_loss_mean, entropy_mean, grad_norm_mean = (sums / n_minibatches).tolist()
+        metrics.update(
+            {
+                "loss/policy": pg_loss_mean,
+                "loss/value": v_loss_mean,
+                "policy/entropy": entropy_mean,
+                "diag/approx_kl": k3,
+                "diag/approx_kl_k1": k1,
+                "diag/grad_norm": grad_norm_mean,
+                "opt/learning_rate": lr,
+                "opt/epochs": float(epochs),
+                "value/mean": float(b_values.mean()),
+            }
+        )
+        ev = explained_variance(b_values, b_returns)
+        if math.isfinite(ev):
+            metrics["diag/explained_variance"] = ev
+        if cfg.variant == "clip":
+            metrics["diag/clip_fraction"] = clip_fraction
+            metrics["opt/clip_coef"] = clip_coef
+        else:
+            metrics["opt/kl_beta"] = self.kl_beta  # the beta this update used
+            self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
+        return metrics

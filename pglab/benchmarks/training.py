@@ -1,0 +1,321 @@
+"""Training benchmark: PPO (zoo CartPole) against Stable-Baselines3, the cost of the gradient
+diagnostic, and the learning targets of every algorithm.
+
+    python -m pglab bench --only training            # every section (about 30-60 min on 2 cores)
+    python -m pglab bench --only training --quick    # PPO vs SB3 on one seed + diagnostic cost
+
+Sections (each returns its figures under its name):
+
+- ``ppo_cartpole``: PPO with the ``ppo-cartpole-zoo`` preset, 100k steps, 3 seeds: SPS, env
+  steps and wall seconds until the mean of the last 20 episodes reaches 475, and a final
+  deterministic evaluation over 20 episodes. When ``stable_baselines3`` is importable, SB3 PPO
+  with identical settings (64x64 tanh nets, lr 1e-3 and clip 0.2 both linear, 8 envs x 32
+  steps, batch 256, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, CPU) runs alternating
+  with ours, seed by seed, and the SPS ratio is printed. Both run with one torch thread.
+  Targets: solved within 40k steps in 3/3 seeds; SPS >= 3x SB3's.
+- ``grad_diag_cost``: PPO update time (collect + learn) with the gradient-variance diagnostic
+  on vs off, two trainers alternating update by update. Target: <= 25% extra.
+- ``ppo_pendulum``: ``ppo-pendulum-zoo``, 200k steps, 3 seeds. Target: from about -1200 to
+  above -400.
+- ``a2c_cartpole`` / ``trpo_cartpole``: zoo presets, 500k / 100k steps. Target: 475 in >= 2/3.
+- ``reinforce_simplest_pg``: 50 batches of the simplest-PG setting with reward-to-go and with
+  total return. Targets: rtg averages >= 400 over batches 46-50 in >= 2/3 seeds; over 3 seeds
+  rtg reaches a mean of 200 in fewer batches than total return.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from pglab.algos import Trainer, make_trainer
+from pglab.presets import get_preset
+
+Log = Callable[[str], None]
+SEEDS = (0, 1, 2)
+
+
+def _train(
+    trainer: Trainer, target: float | None = None, max_updates: int | None = None
+) -> dict[str, Any]:
+    """Train to the budget; note when the mean of the last 20 returns first reached ``target``."""
+    reached_step = reached_wall = None
+    returns_by_update: list[float] = []
+    first = None
+    t0, c0 = time.perf_counter(), time.process_time()
+    while not trainer.done and (max_updates is None or trainer.updates < max_updates):
+        m = trainer.update()
+        if "rollout/ep_return_mean" in m:
+            first = m["rollout/return_last20"] if first is None else first
+        returns_by_update.append(m.get("rollout/ep_return_mean", float("nan")))
+        if (
+            target is not None
+            and reached_step is None
+            and len(trainer.episodes) >= 20
+            and trainer.final_return() >= target
+        ):
+            reached_step, reached_wall = trainer.env_steps, trainer.wall_s
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "env_steps": trainer.env_steps,
+        "wall_s": round(wall, 2),
+        "sps": round(trainer.env_steps / wall, 1),
+        "cpu_sps": round(trainer.env_steps / cpu, 1),
+        "first_return": first,
+        "final_return": trainer.final_return(),
+        "reached_step": reached_step,  # end of the update in which the target was reached
+        "reached_wall_s": None if reached_wall is None else round(reached_wall, 2),
+        "solved_at_step": trainer.solved_at_step,  # exact step, env's own threshold
+        "returns_by_update": returns_by_update,
+    }
+
+
+# -- PPO zoo CartPole vs SB3 ---------------------------------------------------------------------
+def _sb3_ppo(seed: int, total_steps: int, stop_at: int | None = None) -> dict[str, Any] | None:
+    """SB3 PPO with the same settings as ``ppo-cartpole-zoo`` (schedules over ``total_steps``,
+    training stopped after ``stop_at`` steps if given); None if SB3 is not installed."""
+    if importlib.util.find_spec("stable_baselines3") is None:
+        return None
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    def linear(start: float) -> Callable[[float], float]:
+        return lambda progress_remaining: progress_remaining * start
+
+    class Solved(BaseCallback):
+        """Checks once per rollout (not per step, which would slow SB3 down)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.step: int | None = None
+            self.wall: float | None = None
+            self.t0 = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return stop_at is None or self.num_timesteps < stop_at
+
+        def _on_rollout_end(self) -> None:
+            buf = [ep["r"] for ep in self.model.ep_info_buffer][-20:]
+            if self.step is None and len(buf) == 20 and np.mean(buf) >= 475:
+                self.step = self.num_timesteps
+                self.wall = time.perf_counter() - self.t0
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    model = SB3PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        learning_rate=linear(1e-3),
+        clip_range=linear(0.2),
+        policy_kwargs={
+            "net_arch": {"pi": [64, 64], "vf": [64, 64]},
+            "activation_fn": torch.nn.Tanh,
+        },
+        device="cpu",
+        seed=seed,
+        verbose=0,
+    )
+    cb = Solved()
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.learn(total_timesteps=total_steps, callback=cb)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    buf = [ep["r"] for ep in model.ep_info_buffer][-20:]
+    env.close()
+    return {
+        "env_steps": int(model.num_timesteps),
+        "wall_s": round(wall, 2),
+        "sps": round(model.num_timesteps / wall, 1),
+        "cpu_sps": round(model.num_timesteps / cpu, 1),
+        "final_return": float(np.mean(buf)) if buf else None,
+        "reached_step": cb.step,
+        "reached_wall_s": None if cb.wall is None else round(cb.wall, 2),
+    }
+
+
+def ppo_cartpole(quick: bool, log: Log) -> dict[str, Any]:
+    seeds = SEEDS[:1] if quick else SEEDS
+    total = 100_000  # the preset's budget: its linear schedules run over it
+    stop_at = 40_960 if quick else None  # --quick: the first 160 updates only
+    preset = get_preset("ppo-cartpole-zoo")
+    ours, sb3 = [], []
+    for seed in seeds:
+        tr = make_trainer("ppo", preset.config(total_steps=total), seed=seed)
+        r = _train(tr, target=475.0, max_updates=None if stop_at is None else stop_at // 256)
+        r["eval_return"] = float(np.mean(tr.evaluate(20, deterministic=True)))
+        r.pop("returns_by_update")
+        tr.close()
+        ours.append(r)
+        log(
+            f"  pglab seed {seed}: {r['sps']:.0f} sps, solved at {r['reached_step']} steps "
+            f"({r['reached_wall_s']} s), eval {r['eval_return']:.1f}"
+        )
+        s = _sb3_ppo(seed, total, stop_at)
+        if s is not None:
+            sb3.append(s)
+            log(
+                f"  sb3   seed {seed}: {s['sps']:.0f} sps, solved at {s['reached_step']} steps "
+                f"({s['reached_wall_s']} s); ratio {r['sps'] / s['sps']:.2f}x wall, "
+                f"{r['cpu_sps'] / s['cpu_sps']:.2f}x CPU time"
+            )
+    out: dict[str, Any] = {
+        "seeds": list(seeds),
+        "total_steps": total if stop_at is None else stop_at,
+        "pglab": ours,
+    }
+    solved = [r["reached_step"] for r in ours if r["reached_step"] is not None]
+    out["solved_within_40k"] = sum(s <= 40_000 for s in solved)
+    out["pglab_sps_mean"] = round(statistics.fmean(r["sps"] for r in ours), 1)
+    log(f"  solved within 40k steps: {out['solved_within_40k']}/{len(seeds)} (target 3/3)")
+    if sb3:
+        out["sb3"] = sb3
+        out["sb3_sps_mean"] = round(statistics.fmean(s["sps"] for s in sb3), 1)
+        out["sps_ratio"] = round(out["pglab_sps_mean"] / out["sb3_sps_mean"], 2)
+        # On a shared machine wall time counts other processes' load too; CPU time of this
+        # process is the steadier comparison (both run single-threaded).
+        out["cpu_sps_ratio"] = round(
+            statistics.fmean(r["cpu_sps"] for r in ours)
+            / statistics.fmean(s["cpu_sps"] for s in sb3),
+            2,
+        )
+        log(
+            f"  SPS pglab {out['pglab_sps_mean']:.0f} vs SB3 {out['sb3_sps_mean']:.0f}: "
+            f"{out['sps_ratio']:.2f}x wall, {out['cpu_sps_ratio']:.2f}x CPU time (target >= 3x)"
+        )
+    else:
+        log("  stable_baselines3 not installed: no SB3 comparison")
+    return out
+
+
+# -- the gradient diagnostic's cost -----------------------------------------------------------
+def grad_diag_cost(quick: bool, log: Log) -> dict[str, Any]:
+    cfg = get_preset("ppo-cartpole-zoo").config()
+    on = make_trainer("ppo", cfg, seed=0)
+    off = make_trainer("ppo", cfg.replace(grad_diagnostics=False), seed=0)
+    n = 30 if quick else 100
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for i in range(n + 5):
+        for label, tr in (("on", on), ("off", off)):
+            t0 = time.perf_counter()
+            tr.update()
+            if i >= 5:  # warm-up
+                times[label].append(time.perf_counter() - t0)
+    on.close()
+    off.close()
+    med_on, med_off = statistics.median(times["on"]), statistics.median(times["off"])
+    overhead = med_on / med_off - 1.0
+    log(
+        f"  PPO update (zoo CartPole, 256 steps, 20 epochs): {med_off * 1e3:.1f} ms without, "
+        f"{med_on * 1e3:.1f} ms with the gradient diagnostic: {overhead:+.1%} (target <= 25%)"
+    )
+    return {
+        "update_ms_off": round(med_off * 1e3, 2),
+        "update_ms_on": round(med_on * 1e3, 2),
+        "overhead": round(overhead, 4),
+        "updates": n,
+    }
+
+
+# -- learning targets of the other algorithms -----------------------------------------------------
+def _reach(algo: str, preset: str, target: float, log: Log, **overrides: Any) -> dict[str, Any]:
+    runs = []
+    for seed in SEEDS:
+        tr = make_trainer(algo, get_preset(preset).config(**overrides), seed=seed)
+        r = _train(tr, target=target)
+        r.pop("returns_by_update")
+        tr.close()
+        runs.append(r)
+        log(
+            f"  {preset} seed {seed}: first {r['first_return']:.1f}, final {r['final_return']:.1f}, "
+            f"reached {target:g} at {r['reached_step']} steps, {r['sps']:.0f} sps"
+        )
+    hits = sum(r["reached_step"] is not None for r in runs)
+    log(f"  {preset}: reached {target:g} in {hits}/3 seeds")
+    return {"runs": runs, "target": target, "seeds_reached": hits}
+
+
+def ppo_pendulum(quick: bool, log: Log) -> dict[str, Any]:
+    return _reach("ppo", "ppo-pendulum-zoo", -400.0, log)
+
+
+def a2c_cartpole(quick: bool, log: Log) -> dict[str, Any]:
+    return _reach("a2c", "a2c-cartpole-zoo", 475.0, log)
+
+
+def trpo_cartpole(quick: bool, log: Log) -> dict[str, Any]:
+    return _reach("trpo", "trpo-cartpole-zoo", 475.0, log)
+
+
+def reinforce_simplest_pg(quick: bool, log: Log) -> dict[str, Any]:
+    batches = 50
+    curves: dict[str, list[list[float]]] = {"rtg": [], "total": []}
+    for seed in SEEDS:
+        for psi in ("rtg", "total"):
+            cfg = get_preset("reinforce-simplest-pg").config(psi=psi, total_steps=10_000_000)
+            tr = make_trainer("reinforce", cfg, seed=seed)
+            r = _train(tr, max_updates=batches)
+            tr.close()
+            curves[psi].append(r["returns_by_update"])
+            log(
+                f"  psi={psi} seed {seed}: batches 46-50 mean "
+                f"{np.mean(r['returns_by_update'][45:50]):.1f}, {r['sps']:.0f} sps"
+            )
+    late = [float(np.mean(c[45:50])) for c in curves["rtg"]]
+    out: dict[str, Any] = {"rtg_batches_46_50": late, "rtg_seeds_400": sum(v >= 400 for v in late)}
+    for psi, cs in curves.items():
+        mean_curve = np.nanmean(np.array(cs), axis=0)
+        hit = np.flatnonzero(mean_curve >= 200)
+        out[f"{psi}_batches_to_200"] = int(hit[0]) + 1 if hit.size else None
+    log(
+        f"  rtg >= 400 over batches 46-50 in {out['rtg_seeds_400']}/3 seeds; mean of 3 seeds "
+        f"reaches 200 after {out['rtg_batches_to_200']} batches (rtg) vs "
+        f"{out['total_batches_to_200']} (total return)"
+    )
+    return out
+
+
+SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
+    # name: (function, runs in --quick)
+    "ppo_cartpole": (ppo_cartpole, True),
+    "grad_diag_cost": (grad_diag_cost, True),
+    "ppo_pendulum": (ppo_pendulum, False),
+    "trpo_cartpole": (trpo_cartpole, False),
+    "reinforce_simplest_pg": (reinforce_simplest_pg, False),
+    "a2c_cartpole": (a2c_cartpole, False),
+}
+
+
+def run(quick: bool, log: Log, only: list[str] | None = None) -> dict[str, Any]:
+    """Run the sections (``only`` picks some by name); one torch thread, as the targets assume."""
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {}
+    for name, (fn, in_quick) in SECTIONS.items():
+        if (only is not None and name not in only) or (only is None and quick and not in_quick):
+            continue
+        log(f"-- {name}")
+        t0 = time.perf_counter()
+        results[name] = fn(quick, log)
+        results[name]["section_wall_s"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+if __name__ == "__main__":  # python -m pglab.benchmarks.training [section ...]
+    import json
+    import sys
+
+    picked = sys.argv[1:] or None
+    res = run(quick=False, log=lambda s: print(s, flush=True), only=picked)
+    print(json.dumps(res))

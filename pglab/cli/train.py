@@ -1,0 +1,253 @@
+"""``python -m pglab train`` (train one agent headless) and ``python -m pglab algos`` (list them).
+
+    python -m pglab train --algo ppo --env CartPole-v1 --preset ppo-cartpole-zoo --json
+    python -m pglab train --config exported.json --set learning_rate=3e-4
+    python -m pglab algos --json
+
+Settings are layered, later wins: algorithm defaults < ``--config FILE.json`` < ``--preset``
+< ``--env`` / ``--steps`` < ``--set name=value``. Every value is validated by the algorithm's
+config (a bad one raises ``ValueError`` naming the field, printed as one line by the
+dispatcher). With ``--json`` the last stdout line is one JSON object (see :func:`summary`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pglab.algos import ALGO_NAMES, NonFiniteError, Trainer, get_trainer_class, make_trainer
+from pglab.config import BaseConfig, parse_sets
+
+# Fields that choose *which* algorithm variant runs (shown as "variants" by ``algos``).
+VARIANT_FIELDS: dict[str, tuple[str, ...]] = {
+    "reinforce": ("psi", "baseline", "batch_mode"),
+    "a2c": ("optimizer",),
+    "ppo": ("variant",),
+    "trpo": (),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one agent headless, with a progress bar")
+    p.add_argument("--algo", choices=ALGO_NAMES, help="algorithm (or taken from --preset/--config)")
+    p.add_argument("--env", help="gymnasium env id, e.g. CartPole-v1")
+    p.add_argument("--steps", type=int, help="total environment steps (total_steps)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--preset", help="named preset, see `python -m pglab algos`")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting (repeatable), e.g. --set learning_rate=3e-4",
+    )
+    p.add_argument("--config", type=Path, help="JSON file {'algo': ..., <fields>} to re-launch")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: small nets are fastest single-threaded)",
+    )
+    p.add_argument("--store", type=Path, help="SQLite run store to record the run in")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("algos", help="list algorithms, hyperparameters, presets and metrics")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=cmd_algos)
+
+
+# -- train -----------------------------------------------------------------------------------
+def build_config(args: argparse.Namespace) -> tuple[str, BaseConfig]:
+    """Resolve ``--algo/--config/--preset/--env/--steps/--set`` into a validated config."""
+    algo: str | None = args.algo
+    settings: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            data = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--config: cannot read {str(args.config)!r}: {exc}") from None
+        if not isinstance(data, dict) or "algo" not in data:
+            raise ValueError("--config: expected a JSON object with an 'algo' key")
+        data = dict(data)
+        file_algo = data.pop("algo")
+        if algo is not None and algo != file_algo:
+            raise ValueError(f"--algo: {algo!r} differs from the config file's {file_algo!r}")
+        algo = file_algo
+        settings.update(data)
+    if args.preset is not None:
+        from pglab.presets import get_preset
+
+        preset = get_preset(args.preset)
+        if algo is not None and algo != preset.algo:
+            raise ValueError(
+                f"--preset: {args.preset!r} is a {preset.algo} preset, not for {algo!r}"
+            )
+        algo = preset.algo
+        settings.update(preset.to_settings())
+    if algo is None:
+        raise ValueError("--algo: required (one of " + ", ".join(ALGO_NAMES) + ")")
+    if args.env is not None:
+        settings["env_id"] = args.env
+    if args.steps is not None:
+        settings["total_steps"] = args.steps
+    settings.update(parse_sets(args.set))
+    return algo, get_trainer_class(algo).Config.from_dict(settings)
+
+
+def train_loop(
+    trainer: Trainer, on_update: Callable[[dict[str, float]], bool | None] | None = None
+) -> tuple[str, str | None]:
+    """Run ``trainer`` to its step budget; returns ``(status, error message or None)``.
+
+    ``on_update(metrics)`` sees every update's metrics; returning ``False`` stops the run.
+    Statuses: ``finished``, ``stopped`` (by on_update), ``failed`` (NaN/Inf, with the message),
+    ``interrupted`` (Ctrl-C).
+    """
+    try:
+        while not trainer.done:
+            metrics = trainer.update()
+            if on_update is not None and on_update(metrics) is False:
+                return "stopped", None
+    except NonFiniteError as exc:
+        return "failed", str(exc)
+    except KeyboardInterrupt:
+        return "interrupted", None
+    return "finished", None
+
+
+def summary(algo: str, trainer: Trainer, status: str, error: str | None = None) -> dict[str, Any]:
+    """The ``--json`` line: what a script needs to compare runs."""
+    final = trainer.final_return()
+    return {
+        "algo": algo,
+        "env": trainer.config.env_id,
+        "seed": trainer.seed,
+        "device": str(trainer.device),
+        "env_steps": trainer.env_steps,
+        "updates": trainer.updates,
+        "wall_s": round(trainer.wall_s, 3),
+        "sps": round(trainer.env_steps / trainer.wall_s, 1) if trainer.wall_s > 0 else None,
+        "final_return": final if math.isfinite(final) else None,
+        "episodes": len(trainer.episodes),
+        "solved_at_step": trainer.solved_at_step,
+        "status": status,
+        "error": error,
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    algo, config = build_config(args)
+    if args.threads < 1:
+        raise ValueError(f"--threads: {args.threads} is not allowed (an integer >= 1)")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    trainer = make_trainer(algo, config, seed=args.seed, device=args.device)
+    if args.store is not None:
+        # Recording in the run store goes through pglab.engine.run_foreground (wired by the
+        # lead); until then say so rather than pretend.
+        print("note: --store is not connected yet; this run is not recorded", file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def on_update(metrics: dict[str, float]) -> None:
+        bar.update(int(metrics["time/env_steps"]) - bar.n)
+        ret = metrics.get("rollout/return_last20")
+        if ret is not None:
+            bar.set_postfix(ret20=f"{ret:.1f}", sps=f"{metrics['time/sps']:.0f}", refresh=False)
+
+    t0 = time.perf_counter()
+    try:
+        status, error = train_loop(trainer, on_update)
+    finally:
+        bar.close()
+        trainer.close()
+    out = summary(algo, trainer, status, error)
+    if args.json:
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        ret = out["final_return"]
+        print(
+            f"{algo} on {out['env']} seed {out['seed']}: {status} after {out['env_steps']} steps "
+            f"in {time.perf_counter() - t0:.1f}s; return (last 20) "
+            f"{'n/a' if ret is None else f'{ret:.1f}'}; solved at {out['solved_at_step']}"
+        )
+    if status == "failed":
+        print(f"pglab train: error: {out['error']}", file=sys.stderr)
+        return 1
+    return 130 if status == "interrupted" else 0
+
+
+# -- algos -----------------------------------------------------------------------------------
+def algos_listing() -> dict[str, Any]:
+    """Everything ``algos --json`` prints; algorithms whose module is missing are skipped."""
+    from pglab.metrics import METRICS
+    from pglab.presets import PRESETS, presets_for
+
+    algos = []
+    for algo in ALGO_NAMES:
+        try:
+            cls = get_trainer_class(algo)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pglab.algos.{algo}":  # a real missing dependency
+                raise
+            continue  # that algorithm's module is not written yet
+        fields = cls.Config.fields()
+        by_name = {f.name: f for f in fields}
+        variants = {
+            name: list(by_name[name].spec.choices or ())
+            for name in VARIANT_FIELDS.get(algo, ())
+            if name in by_name
+        }
+        algos.append(
+            {
+                "name": algo,
+                "config": cls.Config.__name__,
+                "summary": (cls.__doc__ or "").strip().split("\n")[0],
+                "variants": variants,
+                "hyperparameters": [f.to_json() for f in fields],
+                "presets": [p.name for p in presets_for(algo)],
+            }
+        )
+    return {
+        "algorithms": algos,
+        "presets": [p.to_json() for p in PRESETS.values()],
+        "metrics": [m.to_json() for m in METRICS.values()],
+    }
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    listing = algos_listing()
+    if args.json:
+        sys.stdout.write(json.dumps(listing) + "\n")
+        return 0
+    for a in listing["algorithms"]:
+        variants = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in a["variants"].items())
+        print(f"{a['name']}" + (f"  ({variants})" if variants else ""))
+        for h in a["hyperparameters"]:
+            if h["choices"]:
+                rng = ", ".join(map(str, h["choices"]))
+            elif h["type"] == "bool":
+                rng = "true, false"
+            elif h["low"] is not None or h["high"] is not None:
+                rng = f"[{h['low']}, {h['high']}]"
+            else:
+                rng = "any"
+            if h["optional"]:
+                rng += " or none"
+            print(f"  {h['name']:<18} default {h['default']!s:<10} {rng:<24} {h['help']}")
+        if a["presets"]:
+            print(f"  presets: {', '.join(a['presets'])}")
+    print("metrics:")
+    for m in listing["metrics"]:
+        print(f"  {m['name']:<26} {m['meaning']}")
+    return 0
