@@ -35,6 +35,23 @@ def test_train_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["error"] is None
 
 
+def test_train_records_the_run_in_the_store(tmp_path: Path, capsys) -> None:
+    """The CLI writes to the same store the lab reads: status, config, metrics, checkpoint."""
+    from pglab.store import Store
+
+    path = tmp_path / "cli.sqlite"
+    argv = ["train", "--algo", "ppo", "--steps", "128", "--seed", "3", "--json", *SMALL]
+    assert main([*argv, "--store", str(path)]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    store = Store(path)
+    record = store.get_run(data["run_id"])
+    assert record is not None and record.status == "finished" and record.seed == 3
+    assert record.config["n_steps"] == 32 and record.env_steps == 128
+    frame = store.metrics(record.id)
+    assert list(frame["time/env_steps"]) == [64.0, 128.0]
+    assert store.load_checkpoint(record.id) is not None
+
+
 @pytest.mark.parametrize(
     ("argv", "field"),
     [

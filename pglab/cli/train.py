@@ -16,12 +16,10 @@ import argparse
 import json
 import math
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pglab.algos import ALGO_NAMES, NonFiniteError, Trainer, get_trainer_class, make_trainer
+from pglab.algos import ALGO_NAMES, Trainer, get_trainer_class
 from pglab.config import BaseConfig, parse_sets
 
 # Fields that choose *which* algorithm variant runs (shown as "variants" by ``algos``).
@@ -55,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="torch CPU threads (default 1: small nets are fastest single-threaded)",
     )
-    p.add_argument("--store", type=Path, help="SQLite run store to record the run in")
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="SQLite run store (default: $PGLAB_STORE or ~/.pglab/runs.sqlite)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=cmd_train)
 
@@ -102,27 +104,6 @@ def build_config(args: argparse.Namespace) -> tuple[str, BaseConfig]:
     return algo, get_trainer_class(algo).Config.from_dict(settings)
 
 
-def train_loop(
-    trainer: Trainer, on_update: Callable[[dict[str, float]], bool | None] | None = None
-) -> tuple[str, str | None]:
-    """Run ``trainer`` to its step budget; returns ``(status, error message or None)``.
-
-    ``on_update(metrics)`` sees every update's metrics; returning ``False`` stops the run.
-    Statuses: ``finished``, ``stopped`` (by on_update), ``failed`` (NaN/Inf, with the message),
-    ``interrupted`` (Ctrl-C).
-    """
-    try:
-        while not trainer.done:
-            metrics = trainer.update()
-            if on_update is not None and on_update(metrics) is False:
-                return "stopped", None
-    except NonFiniteError as exc:
-        return "failed", str(exc)
-    except KeyboardInterrupt:
-        return "interrupted", None
-    return "finished", None
-
-
 def summary(algo: str, trainer: Trainer, status: str, error: str | None = None) -> dict[str, Any]:
     """The ``--json`` line: what a script needs to compare runs."""
     final = trainer.final_return()
@@ -144,17 +125,19 @@ def summary(algo: str, trainer: Trainer, status: str, error: str | None = None) 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train in this process and record the run in the store the lab reads (``--store``,
+    ``$PGLAB_STORE`` or ``~/.pglab/runs.sqlite``), exactly as a run launched from the page."""
     algo, config = build_config(args)
     if args.threads < 1:
         raise ValueError(f"--threads: {args.threads} is not allowed (an integer >= 1)")
     import torch
 
+    from pglab.engine import run_foreground, validate_launch
+    from pglab.store import Store
+
+    validate_launch(algo, config, args.seed, args.device)  # bad input: one line, no bar
     torch.set_num_threads(args.threads)
-    trainer = make_trainer(algo, config, seed=args.seed, device=args.device)
-    if args.store is not None:
-        # Recording in the run store goes through pglab.engine.run_foreground (wired by the
-        # lead); until then say so rather than pretend.
-        print("note: --store is not connected yet; this run is not recorded", file=sys.stderr)
+    store = Store(args.store)
     from tqdm import tqdm
 
     bar = tqdm(total=config.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
@@ -165,26 +148,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         if ret is not None:
             bar.set_postfix(ret20=f"{ret:.1f}", sps=f"{metrics['time/sps']:.0f}", refresh=False)
 
-    t0 = time.perf_counter()
+    ended: dict[str, Trainer] = {}
     try:
-        status, error = train_loop(trainer, on_update)
+        record = run_foreground(
+            algo,
+            config,
+            args.seed,
+            args.device,
+            store,
+            on_update,
+            on_end=lambda trainer: ended.setdefault("trainer", trainer),
+        )
     finally:
         bar.close()
-        trainer.close()
-    out = summary(algo, trainer, status, error)
+    if "trainer" not in ended:  # the trainer could not even be built
+        print(f"pglab train: error: {record.error}", file=sys.stderr)
+        return 1
+    out = {"run_id": record.id, **summary(algo, ended["trainer"], record.status, record.error)}
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     else:
         ret = out["final_return"]
         print(
-            f"{algo} on {out['env']} seed {out['seed']}: {status} after {out['env_steps']} steps "
-            f"in {time.perf_counter() - t0:.1f}s; return (last 20) "
-            f"{'n/a' if ret is None else f'{ret:.1f}'}; solved at {out['solved_at_step']}"
+            f"{algo} on {out['env']} seed {out['seed']}: {record.status} after "
+            f"{out['env_steps']} steps in {out['wall_s']:.1f}s; return (last 20) "
+            f"{'n/a' if ret is None else f'{ret:.1f}'}; solved at {out['solved_at_step']}; "
+            f"run {record.id} in {store.path}"
         )
-    if status == "failed":
-        print(f"pglab train: error: {out['error']}", file=sys.stderr)
+    if record.status == "failed":
+        print(f"pglab train: error: {record.error}", file=sys.stderr)
         return 1
-    return 130 if status == "interrupted" else 0
+    return 130 if record.status == "stopped" else 0
 
 
 # -- algos -----------------------------------------------------------------------------------
