@@ -40,6 +40,7 @@ escapes the worker thread, so one run's failure never touches another run or the
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
 import time
@@ -49,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from pglab.algos import NonFiniteError, get_trainer_class, make_trainer, resolve_device
 from pglab.algos.base import Trainer
@@ -110,6 +113,12 @@ class _Run:
     go_evt: threading.Event = field(default_factory=threading.Event)  # cleared while paused
     done_evt: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    # "Watch the agent" on a live run: a reader sets state_request; the worker answers with a
+    # copy of the weights between two updates (never mid-step), then sets state_ready.
+    trainer: Trainer | None = None
+    state_request: threading.Event = field(default_factory=threading.Event)
+    state_ready: threading.Event = field(default_factory=threading.Event)
+    live_state: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.go_evt.set()
@@ -173,6 +182,7 @@ def _train(
     escaping: BaseException | None = None  # SystemExit and the like: recorded, then re-raised
     try:
         trainer = make_trainer(run.algo, run.config, run.seed, run.device)
+        run.trainer = trainer
         _watch_steps(trainer, run)
         with run.lock:
             if run.status == "queued":
@@ -180,9 +190,13 @@ def _train(
             # "paused" if a pause arrived while the trainer was being built
             store.set_status(run.id, run.status)
         while not trainer.done:
+            if run.state_request.is_set():
+                _answer_state_request(run, trainer)
             if not run.go_evt.is_set():
                 flush()  # readers of the store see everything up to the pause
-                run.go_evt.wait()  # set again by resume() or stop()
+                while not run.go_evt.wait(0.05):  # set again by resume() or stop()
+                    if run.state_request.is_set():
+                        _answer_state_request(run, trainer)
             if run.stop_evt.is_set():
                 raise _Stopped
             phase = f"update {trainer.updates + 1}"
@@ -211,6 +225,8 @@ def _train(
         final = "failed"
         error = f"saving the run failed: {type(exc).__name__}: {exc} (at {_where(exc)})"
     finally:
+        run.trainer = None
+        run.state_ready.set()  # a reader still waiting gets no live state, not a hang
         if trainer is not None:
             with contextlib.suppress(Exception):
                 trainer.close()
@@ -223,6 +239,21 @@ def _train(
     if escaping is not None:
         raise escaping
     return trainer
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state dict with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    return copy.deepcopy(obj)
+
+
+def _answer_state_request(run: _Run, trainer: Trainer) -> None:
+    run.live_state = _cpu_copy(trainer.state_dict())
+    run.state_request.clear()
+    run.state_ready.set()
 
 
 def run_foreground(
@@ -407,6 +438,21 @@ class Registry:
         if run is not None:
             return run.status
         return self.record(run_id).status
+
+    def policy_state(self, run_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The current weights of a live run (copied between two updates), else its checkpoint.
+
+        Lets "Watch the agent" replay the policy of a run that is still training. Returns None
+        when the run has neither (it ended without a checkpoint, or has not started yet).
+        """
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None and run.trainer is not None:
+            run.state_ready.clear()
+            run.state_request.set()
+            if run.state_ready.wait(timeout) and run.live_state is not None:
+                return run.live_state
+        return self.store.load_checkpoint(run_id)
 
     def record(self, run_id: str) -> RunRecord:
         """The stored record, with this process's fresher status and latest metrics on top."""

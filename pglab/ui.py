@@ -602,36 +602,38 @@ def safe(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 # -- watch the agent -----------------------------------------------------------------------------
-@st.cache_data(show_spinner="Rolling out the policy...", max_entries=16)
-def _replay(
-    store_path: str, run_id: str, ended_at: float | None, seed: int
-) -> tuple[bytes, float, int]:
-    """GIF bytes, return and length of one episode of a run's checkpointed policy.
-
-    ``ended_at`` is part of the cache key so a re-saved checkpoint is rolled out afresh.
-    """
+def _replay_state(rec: Any, state: dict[str, Any], seed: int) -> tuple[bytes, float, int]:
     from pglab.replay import actor_from_checkpoint, replay_gif
 
-    store = _registry_for(store_path).store
-    rec = store.get_run(run_id)
-    state = store.load_checkpoint(run_id)
-    if rec is None or state is None:
-        raise ValueError(f"run: {run_id} has no saved policy yet (one is saved when it ends)")
     actor = actor_from_checkpoint(rec.algo, rec.config, state)
     gif, rep = replay_gif(actor, rec.env_id, seed=seed)
     return gif, rep.ret, rep.length
 
 
+@st.cache_data(show_spinner="Rolling out one episode...", max_entries=32)
+def _replay(
+    store_path: str, run_id: str, ended_at: float | None, seed: int
+) -> tuple[bytes, float, int]:
+    """GIF bytes, return and length of one episode of an ended run's checkpointed policy.
+
+    ``ended_at`` is part of the cache key so a re-saved checkpoint is rolled out afresh.
+    """
+    store = _registry_for(store_path).store
+    rec = store.get_run(run_id)
+    state = store.load_checkpoint(run_id)
+    if rec is None or state is None:
+        raise ValueError(f"run: {run_id} has no saved policy (one is saved when it ends)")
+    return _replay_state(rec, state, seed)
+
+
 def watch_agent(registry: Any, run_ids: Sequence[str], key: str = "watch") -> None:
-    """'Watch the agent': pick a run with a saved policy and show an animated episode."""
+    """'Watch the agent': an animated greedy episode of a run's current or final policy."""
     from pglab.replay import renders_rgb
 
     records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
-    ready = [r for r in records if r.status in ("finished", "stopped")]
+    ready = [r for r in records if r.status in ("running", "paused", "finished", "stopped")]
     if not ready:
-        st.caption(
-            "A run's policy is saved when it finishes or is stopped; then you can watch it here."
-        )
+        st.caption("Once a run is training you can watch its current policy here.")
         return
     c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     by_id = {r.id: r for r in ready}
@@ -644,14 +646,27 @@ def watch_agent(registry: Any, run_ids: Sequence[str], key: str = "watch") -> No
     if not renders_rgb(rec.env_id):
         st.info(f"{rec.env_id} cannot draw itself as an image, so there is nothing to watch.")
         return
-    if go_ or st.session_state.get(f"{key}:shown") == (rec.id, seed):
+    live = rec.status in ("running", "paused")
+    if go_ or (not live and st.session_state.get(f"{key}:shown") == (rec.id, seed)):
         try:
-            gif, ret, length = _replay(str(registry.store.path), rec.id, rec.ended_at, int(seed))
+            if live:  # the policy as it is now, copied between two updates
+                state = registry.policy_state(rec.id)
+                if state is None:
+                    raise ValueError(f"run: {rec.id} has no policy to show yet")
+                with st.spinner("Rolling out one episode..."):
+                    gif, ret, length = _replay_state(rec, state, int(seed))
+            else:
+                gif, ret, length = _replay(
+                    str(registry.store.path), rec.id, rec.ended_at, int(seed)
+                )
         except ValueError as exc:
             st.error(str(exc))
             return
         st.session_state[f"{key}:shown"] = (rec.id, seed)
-        st.image(gif, caption=f"{rec.name}: one greedy episode, return {ret:g} in {length} steps")
+        when = f"at {rec.env_steps:,} steps (still training)" if live else "final policy"
+        st.image(
+            gif, caption=f"{rec.name}, {when}: one greedy episode, return {ret:g} in {length} steps"
+        )
 
 
 # -- run frames for Compare ----------------------------------------------------------------------

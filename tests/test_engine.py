@@ -146,6 +146,29 @@ def test_start_pause_resume_stop(registry, store):
     assert set(store.load_checkpoint(rid)) == {"policy", "value"}
 
 
+def test_policy_state_of_a_live_run_changes_as_it_trains(registry, store):
+    """'Watch the agent' on a run still training: weights copied between updates."""
+    rid = registry.launch("a2c", LONG, seed=2)
+    _until(lambda: len(registry.snapshot(rid)[0]) >= 2, what="2 updates")
+    first = registry.policy_state(rid)
+    assert first is not None and set(first) == {"policy", "value"}
+    n = len(registry.snapshot(rid)[0])
+    _until(lambda: len(registry.snapshot(rid)[0]) > n + 2, what="more updates")
+    later = registry.policy_state(rid)
+    assert any(not torch.equal(first["policy"][k], later["policy"][k]) for k in first["policy"])
+    registry.pause(rid)
+    time.sleep(0.3)
+    paused = registry.policy_state(rid, timeout=2.0)  # answered while parked, no hang
+    assert paused is not None and registry.status(rid) == "paused"
+    registry.stop(rid)
+    assert registry.wait(rid, timeout=2.0) == "stopped"
+    final = registry.policy_state(rid)  # now from the checkpoint
+    assert final is not None and torch.equal(
+        final["policy"][next(iter(final["policy"]))],
+        store.load_checkpoint(rid)["policy"][next(iter(final["policy"]))],
+    )
+
+
 def test_queue_respects_max_concurrent(store):
     registry = Registry(store, max_concurrent=1)
     try:
