@@ -72,7 +72,7 @@ def test_exact_values_consistent_with_J():
     )
     V = exact_values(mdp, policy)
     assert V.shape == (101, mdp.n_states)
-    assert float(mdp.mu0 @ V[0]) == pytest.approx(float(exact_J(mdp, policy)), rel=1e-9)
+    assert float(mdp.mu0 @ V[0]) == pytest.approx(exact_J(mdp, policy).item(), rel=1e-9)
     assert torch.all(V[-1] == 0) and torch.all(V[:, mdp.terminal] == 0)
 
 
