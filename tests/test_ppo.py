@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from torch.distributions import Categorical, Normal
 
 from pglab.algos import NonFiniteError, make_trainer
@@ -15,6 +16,7 @@ from pglab.algos.ppo import (
     PPOConfig,
     adapt_kl_beta,
     approx_kl,
+    clip_grad_norm,
     clipped_surrogate,
     explained_variance,
     kl_penalty_surrogate,
@@ -49,6 +51,20 @@ def test_clipped_surrogate_gradient_vanishes_outside_the_clip() -> None:
     adv = torch.tensor([1.0, -1.0])  # both moved too far in the advantageous direction
     clipped_surrogate(ratio, adv, 0.2).backward()
     assert ratio.grad.tolist() == [0.0, 0.0]
+
+
+def test_clipped_surrogate_equals_the_min_form_with_gradients() -> None:
+    g = torch.Generator().manual_seed(0)
+    ratio = (torch.rand(200, generator=g) * 1.2 + 0.4).requires_grad_()
+    adv = torch.randn(200, generator=g)
+    adv[:5] = 0.0
+    clipped_surrogate(ratio, adv, 0.2).backward()
+    fast_grad = ratio.grad.clone()
+    ratio.grad = None
+    ref = -torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv).mean()
+    ref.backward()
+    torch.testing.assert_close(clipped_surrogate(ratio, adv, 0.2), ref)
+    torch.testing.assert_close(fast_grad, ratio.grad)
 
 
 def test_kl_penalty_surrogate_by_hand() -> None:
@@ -128,6 +144,58 @@ def test_fast_categorical_sampling_has_the_right_distribution() -> None:
     actions, _ = tr.sample_actions(obs)
     assert actions.float().mean().item() == pytest.approx(0.75, abs=0.015)  # ~5 sigma
     tr.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "activation", "n_layers"),
+    [("CartPole-v1", "tanh", 2), ("Pendulum-v1", "relu", 1), ("CartPole-v1", "tanh", 0)],
+)
+def test_fused_actor_critic_equals_the_plain_nets(env_id: str, activation: str, n_layers: int):
+    cfg = PPOConfig(env_id=env_id, **{**TINY, "n_layers": n_layers}, activation=activation)
+    tr = PPO(cfg, seed=0)
+    assert tr.fused is not None
+    batch = tr.collect(16)
+    obs, actions = batch.obs.flatten(0, 1), batch.actions.flatten(0, 1)
+    w = torch.randn(3, obs.shape[0], generator=torch.Generator().manual_seed(0))
+
+    def loss_and_grad() -> tuple[tuple[Tensor, ...], Tensor]:
+        lp, ent, v = tr.evaluate_actions(obs, actions, entropy_grad=True)
+        tr.flat_params.grad.zero_()
+        ((lp * w[0]).sum() + (ent * w[1]).sum() + (v * w[2]).sum()).backward()
+        return (lp.detach(), ent.detach(), v.detach()), tr.flat_params.grad.clone()
+
+    fused_out, fused_grad = loss_and_grad()
+    tr.fused = None  # the plain path: policy.net, value, torch.distributions-equal heads
+    plain_out, plain_grad = loss_and_grad()
+    dist = tr.policy(obs)
+    ref_lp = dist.log_prob(actions)
+    if isinstance(dist, Normal):
+        ref_lp = ref_lp.sum(-1)
+    for a, b in zip(fused_out, plain_out, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(fused_out[0], ref_lp)
+    torch.testing.assert_close(fused_out[2], tr.value(obs).detach())
+    torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-5, atol=1e-6)
+    assert fused_grad.abs().sum() > 0
+    # every module parameter is a view of the flat buffer: one optimiser step moves the nets
+    before = tr.policy.net[0].weight.detach().clone()
+    tr.optimizer.step()
+    assert not torch.equal(before, tr.policy.net[0].weight)
+    tr.close()
+
+
+def test_clip_grad_norm_matches_torch() -> None:
+    g = torch.randn(50, generator=torch.Generator().manual_seed(1)) * 3
+    ref = g.clone()
+    p = torch.nn.Parameter(torch.zeros(50))
+    p.grad = ref
+    ref_norm = torch.nn.utils.clip_grad_norm_([p], 0.5)
+    norm = clip_grad_norm(g, 0.5)
+    torch.testing.assert_close(norm, ref_norm)
+    torch.testing.assert_close(g, p.grad)
+    small = torch.tensor([0.1, 0.2])
+    assert clip_grad_norm(small, 0.5).item() == pytest.approx(math.sqrt(0.05))
+    assert small.tolist() == pytest.approx([0.1, 0.2])  # under the max: untouched
 
 
 # -- smoke runs ------------------------------------------------------------------------------

@@ -28,7 +28,16 @@ from torch import Tensor, nn
 
 from pglab.config import BaseConfig
 from pglab.envs import env_info, make_env, make_vec
-from pglab.policies import CategoricalMLP, GaussianMLP, ValueMLP, entropy, log_prob, make_policy
+from pglab.policies import (
+    CategoricalMLP,
+    GaussianMLP,
+    ValueMLP,
+    entropy,
+    flat_parameter,
+    head_log_prob_entropy,
+    log_prob,
+    make_policy,
+)
 from pglab.rollout import (
     Batch,
     Episode,
@@ -55,17 +64,7 @@ def flatten_parameters(*modules: nn.Module) -> nn.Parameter:
     tensor: on CPU that was about a quarter of a small-MLP minibatch step. Never zero the
     module gradients with ``set_to_none=True``: that would cut them loose from the buffer.
     """
-    params = [p for m in modules for p in m.parameters()]
-    with torch.no_grad():
-        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad = torch.zeros_like(flat)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.data = flat.data[offset : offset + n].view_as(p)
-        p.grad = flat.grad[offset : offset + n].view_as(p)
-        offset += n
-    return flat
+    return flat_parameter([p for m in modules for p in m.parameters()])
 
 
 class NonFiniteError(RuntimeError):
@@ -274,27 +273,23 @@ class Trainer(ABC):
         actions = dist.sample()
         return actions, log_prob(dist, actions)
 
-    def log_prob_entropy(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """``log pi_theta(a|s)`` and the entropy ``H(pi_theta(.|s))``, both ``[B]``, with grad.
+    def log_prob_entropy(
+        self, obs: Tensor, actions: Tensor, entropy_grad: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """``log pi_theta(a|s)`` and the entropy ``H(pi_theta(.|s))``, both ``[B]``, with grad
+        (the entropy without one when ``entropy_grad`` is false: it is then only reported).
 
         Same values as :func:`pglab.policies.log_prob` / :func:`pglab.policies.entropy` on
         ``policy(obs)``, computed without a distribution object for the MLP policies (this
         runs once per minibatch, on the hot path of every update).
         """
         policy = self.policy
-        if type(policy) is CategoricalMLP:
-            logp_all = torch.log_softmax(policy.net(policy.encode(obs)), -1)
-            lp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-            return lp, -(logp_all.exp() * logp_all).sum(-1)
-        if type(policy) is GaussianMLP:
-            mean = policy.net(policy.encode(obs))
-            log_std = policy.log_std
-            z = (actions - mean) * torch.exp(-log_std)
-            lp = (-0.5 * z.pow(2) - log_std - _HALF_LOG_2PI).sum(-1)
-            ent = (0.5 + _HALF_LOG_2PI + log_std).sum().expand(lp.shape)
-            return lp, ent
+        if type(policy) in (CategoricalMLP, GaussianMLP):
+            out = policy.net(policy.encode(obs))
+            return head_log_prob_entropy(policy, out, actions, entropy_grad)
         dist = policy(obs)
-        return log_prob(dist, actions), entropy(dist)
+        ent = entropy(dist) if entropy_grad else entropy(dist).detach()
+        return log_prob(dist, actions), ent
 
     def env_step(
         self, actions: Tensor
