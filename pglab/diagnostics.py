@@ -239,3 +239,18 @@ def policy_grad_diagnostics(
     if math.isfinite(stats["snr"]):
         out["diag/grad_snr"] = float(stats["snr"])
     return out
+
+
+def approx_kl(log_ratio: Tensor) -> tuple[Tensor, Tensor]:
+    """KL(pi_old || pi_theta) from samples of pi_old (http://joschu.net/blog/kl-approx.html):
+    k1 = E[-log r] (unbiased, noisy, can be < 0) and k3 = E[(r - 1) - log r] (unbiased, >= 0).
+    """
+    return -log_ratio.mean(), (torch.expm1(log_ratio) - log_ratio).mean()
+
+
+def explained_variance(pred: Tensor, target: Tensor) -> float:
+    """1 - Var(target - pred) / Var(target); NaN when the target is constant."""
+    var_y = target.var()
+    if var_y.item() == 0:
+        return float("nan")
+    return float(1.0 - (target - pred).var() / var_y)

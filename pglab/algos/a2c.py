@@ -32,10 +32,8 @@ import torch
 from torch.nn import functional as F
 
 from pglab.algos.base import Trainer
-from pglab.algos.ppo import approx_kl, explained_variance
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import policy_grad_diagnostics
-from pglab.estimators import gae
+from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
 from pglab.rollout import segment_ids
 
 
@@ -132,22 +130,8 @@ class A2C(Trainer):
         batch = self.collect(cfg.n_steps)
 
         # 2. estimate -----------------------------------------------------------------------
-        T, N = batch.T, batch.N
         b_obs = batch.obs.flatten(0, 1)  # [T*N, ...]
-        with torch.no_grad():
-            values = self.value(b_obs).reshape(T, N)
-            # V of the true successor (the final observation where an episode ended)
-            next_values = self.value(batch.next_obs.flatten(0, 1)).reshape(T, N)
-            advantages = gae(
-                batch.rewards,
-                values,
-                next_values,
-                batch.terminated,
-                batch.truncated,
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
-            returns = advantages + values
+        values, advantages, returns = self.gae_estimate(batch, cfg.gae_lambda)
         seg, n_seg = segment_ids(batch.dones)
         b_actions = batch.actions.flatten(0, 1)
         b_old_log_prob = batch.log_probs.flatten(0, 1)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from pglab.config import BaseConfig
 from pglab.envs import env_info, make_env, make_vec
+from pglab.estimators import gae
 from pglab.policies import (
     CategoricalMLP,
     GaussianMLP,
@@ -342,6 +343,30 @@ class Trainer(ABC):
             truncated=torch.as_tensor(trunc, device=dev),
             next_obs=self.obs_tensor(np.stack(next_np)),
         )
+
+    @torch.no_grad()
+    def gae_estimate(
+        self, batch: Batch, gae_lambda: float, rewards: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(values, advantages, returns)`` of a rollout, each ``[T, N]``, from the critic.
+
+        V(s_t); V(s_{t+1}) of the true successor (the final observation where an episode
+        ended); A_t = GAE(gamma, lambda) by :func:`pglab.estimators.gae`; R_t = A_t + V(s_t).
+        ``rewards`` replaces ``batch.rewards`` (e.g. PPO's scaled rewards).
+        """
+        assert self.value is not None, "gae_estimate needs a critic"
+        values = self.value(batch.obs)
+        next_values = self.value(batch.next_obs)
+        advantages = gae(
+            batch.rewards if rewards is None else rewards,
+            values,
+            next_values,
+            batch.terminated,
+            batch.truncated,
+            self.config.gamma,
+            gae_lambda,
+        )
+        return values, advantages, advantages + values
 
     # -- using the trained policy ---------------------------------------------------------------
     @torch.no_grad()

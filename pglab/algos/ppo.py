@@ -29,8 +29,7 @@ from torch import Tensor
 
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import policy_grad_diagnostics
-from pglab.estimators import gae
+from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
 from pglab.policies import FusedActorCritic, head_log_prob_entropy
 from pglab.rollout import RewardScaler, segment_ids
 
@@ -190,21 +189,6 @@ def clip_grad_norm(grad: Tensor, max_norm: float | None) -> Tensor:
     return norm
 
 
-def approx_kl(log_ratio: Tensor) -> tuple[Tensor, Tensor]:
-    """KL(pi_old || pi_theta) from samples of pi_old (http://joschu.net/blog/kl-approx.html):
-    k1 = E[-log r] (unbiased, noisy, can be < 0) and k3 = E[(r - 1) - log r] (unbiased, >= 0).
-    """
-    return -log_ratio.mean(), (torch.expm1(log_ratio) - log_ratio).mean()
-
-
-def explained_variance(pred: Tensor, target: Tensor) -> float:
-    """1 - Var(target - pred) / Var(target); NaN when the target is constant."""
-    var_y = target.var()
-    if var_y.item() == 0:
-        return float("nan")
-    return float(1.0 - (target - pred).var() / var_y)
-
-
 def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
     """PPO-Penalty's rule (paper section 4): beta x 2 if KL > 1.5 d_targ, / 2 if KL < d_targ / 1.5."""
     if kl > 1.5 * kl_target:
@@ -276,19 +260,7 @@ class PPO(Trainer):
         if self.reward_scaler is not None:
             scaled = self.reward_scaler(rewards.cpu().numpy(), batch.dones.cpu().numpy())
             rewards = torch.as_tensor(scaled, device=self.device)
-        with torch.no_grad():
-            values = self.value(batch.obs)
-            next_values = self.value(batch.next_obs)
-            advantages = gae(
-                rewards,
-                values,
-                next_values,
-                batch.terminated,
-                batch.truncated,
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
-            returns = advantages + values
+        values, advantages, returns = self.gae_estimate(batch, cfg.gae_lambda, rewards)
         b_obs = batch.obs.flatten(0, 1)
         b_actions = batch.actions.flatten(0, 1)
         b_old_log_probs = batch.log_probs.flatten(0, 1)

@@ -34,9 +34,13 @@ import torch
 from torch import Tensor
 
 from pglab.algos.base import Trainer
-from pglab.algos.ppo import approx_kl, explained_variance
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import grad_samples, policy_grad_diagnostics
+from pglab.diagnostics import (
+    approx_kl,
+    explained_variance,
+    grad_samples,
+    policy_grad_diagnostics,
+)
 from pglab.estimators import (
     constant_baseline,
     episode_reward_to_go,

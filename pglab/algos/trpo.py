@@ -36,10 +36,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from pglab.algos.base import Trainer
-from pglab.algos.ppo import approx_kl, explained_variance
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import policy_grad_diagnostics
-from pglab.estimators import gae
+from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
 from pglab.policies import entropy, log_prob
 from pglab.rollout import segment_ids
 
@@ -204,24 +202,11 @@ class TRPO(Trainer):
 
         # 1. collect ------------------------------------------------------------------------
         batch = self.collect(cfg.n_steps)
-        T, N = batch.T, batch.N
 
         # 2. estimate -----------------------------------------------------------------------
         b_obs = batch.obs.flatten(0, 1)  # [T*N, ...]
         b_actions = batch.actions.flatten(0, 1)
-        with torch.no_grad():
-            values = self.value(b_obs).reshape(T, N)
-            next_values = self.value(batch.next_obs.flatten(0, 1)).reshape(T, N)
-            advantages = gae(
-                batch.rewards,
-                values,
-                next_values,
-                batch.terminated,
-                batch.truncated,
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
-            returns = advantages + values
+        values, advantages, returns = self.gae_estimate(batch, cfg.gae_lambda)
         b_advantages = advantages.flatten()
         b_returns = returns.flatten()
         b_values = values.flatten()
