@@ -35,6 +35,7 @@ of arbitrary objects).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -360,8 +361,15 @@ class Store:
         group: str | None = None,
         status: str = "queued",
     ) -> str:
-        """Insert a new run owned by this process; returns its id (8 hex digits)."""
+        """Insert a new run owned by this process; returns its id (8 hex digits).
+
+        Without a ``group``, runs of the same algorithm and config (seeds aside) share one,
+        so seeds trained one by one from the CLI still form a band on the Compare page.
+        """
         _check_status(status)
+        if group is None:
+            digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()
+            group = f"{algo} · {env_id} · config {digest[:6]}"
         config_text = json.dumps(config, sort_keys=False)
         total = int(config.get("total_steps", 0) or 0)
         for _ in range(10):

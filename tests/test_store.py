@@ -380,3 +380,20 @@ def test_connections_of_ended_threads_are_closed(store):
     assert _open_handles(store.path) <= before + 3
     store.close()
     assert _open_handles(store.path) == 0
+
+
+def test_runs_without_a_group_are_grouped_by_config(tmp_path):
+    """Seeds of one config trained one by one (the CLI) share a group; other configs do not."""
+    store = Store(tmp_path / "g.sqlite")
+    cfg = {"env_id": "CartPole-v1", "total_steps": 1000, "gamma": 0.99}
+    a = store.create_run(algo="ppo", env_id="CartPole-v1", config=cfg, seed=0, device="cpu")
+    b = store.create_run(algo="ppo", env_id="CartPole-v1", config=cfg, seed=1, device="cpu")
+    c = store.create_run(
+        algo="ppo", env_id="CartPole-v1", config={**cfg, "gamma": 0.9}, seed=0, device="cpu"
+    )
+    d = store.create_run(
+        algo="ppo", env_id="CartPole-v1", config=cfg, seed=2, device="cpu", group="mine"
+    )
+    groups = {r.id: r.group for r in store.list_runs()}
+    assert groups[a] == groups[b] != groups[c]
+    assert groups[a].startswith("ppo · CartPole-v1 · config ") and groups[d] == "mine"
