@@ -492,21 +492,7 @@ class GradLabResult:
 
     def table(self) -> pd.DataFrame:
         """One row per estimator: variance, snr, cosine, rel_bias and its CI, wall time."""
-        rows = [
-            {
-                "estimator": name,
-                "variance": s.variance,
-                "snr": s.snr,
-                "cosine": s.cosine,
-                "rel_bias": s.rel_bias,
-                "ci95_lo": s.rel_bias_ci95[0],
-                "ci95_hi": s.rel_bias_ci95[1],
-                "wall_s": s.wall_s,
-                "description": ESTIMATORS.get(name.split("@")[0], ""),
-            }
-            for name, s in self.stats.items()
-        ]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(_rows(self))
 
 
 def _finite(x: float) -> float | None:
@@ -847,6 +833,8 @@ def _rows(result: GradLabResult, **extra: Any) -> list[dict]:
             "rel_bias": s.rel_bias,
             "ci95_lo": s.rel_bias_ci95[0],
             "ci95_hi": s.rel_bias_ci95[1],
+            "wall_s": s.wall_s,
+            "description": ESTIMATORS.get(name.split("@")[0], ""),
         }
         for name, s in result.stats.items()
     ]
