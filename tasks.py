@@ -4,6 +4,7 @@
     python3 tasks.py lab     # set up .venv if needed, then open the lab in the browser
     python3 tasks.py test    # set up .venv if needed, then lint and run the whole test suite
     python3 tasks.py bench   # run the benchmarks (python -m pglab bench)
+    python3 tasks.py dev     # the lab with the file watcher on: pages reload when you save
 
 Only the standard library is used here, so this file runs before anything is installed.
 The virtual environment is rebuilt only when a requirements file changes (a hash stamp).
@@ -55,6 +56,10 @@ def lab(args: list[str]) -> None:
     os.execv(str(cmd[0]), [str(c) for c in cmd])
 
 
+def dev(args: list[str]) -> None:
+    lab(["--server.fileWatcherType", "auto", "--server.runOnSave", "true", *args])
+
+
 def test(args: list[str]) -> None:
     setup("requirements-dev.txt")
     _sh(BIN / "ruff", "check", ".")
@@ -68,7 +73,7 @@ def bench(args: list[str]) -> None:
     _sh(PY, "-m", "pglab", "bench", *args)
 
 
-COMMANDS = {"lab": lab, "test": test, "bench": bench}
+COMMANDS = {"lab": lab, "test": test, "bench": bench, "dev": dev}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
