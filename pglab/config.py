@@ -136,6 +136,8 @@ class BaseConfig:
     """Settings shared by every algorithm. Subclasses add their own fields with :func:`param`."""
 
     algo: ClassVar[str] = "base"
+    # Shared fields this algorithm ignores (kept for a uniform config; hidden from the UI).
+    unused_fields: ClassVar[tuple[str, ...]] = ()
 
     env_id: str = param("CartPole-v1", "Gymnasium environment id (one the lab knows).")
     total_steps: int = param(

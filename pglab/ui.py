@@ -222,7 +222,8 @@ def config_widgets(
     """Widgets for ``names`` (default: every field but the page's own) in a grid; returns
     ``{name: value}`` as the widgets hold them (validation happens in the config)."""
     infos = {i.name: i for i in config_cls.fields()}
-    wanted = [n for n in (names or infos) if n in infos and n not in PAGE_FIELDS]
+    hidden = (*PAGE_FIELDS, *config_cls.unused_fields)
+    wanted = [n for n in (names or infos) if n in infos and n not in hidden]
     cols = st.columns(columns)
     return {
         name: field_widget(config_cls.algo, infos[name], cols[k % columns])

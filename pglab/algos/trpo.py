@@ -47,6 +47,7 @@ class TRPOConfig(BaseConfig):
     """Hyperparameters of TRPO (defaults: sb3-contrib's ``TRPO``)."""
 
     algo: ClassVar[str] = "trpo"
+    unused_fields: ClassVar[tuple[str, ...]] = ("learning_rate",)
 
     learning_rate: float = param(
         1e-3,
