@@ -197,6 +197,13 @@ def field_widget(algo: str, info: FieldInfo, container: Any = st) -> Any:
         )
     helptext = field_help(info)
     spec = info.spec
+    if spec.log and info.type is float:
+        # Step sizes span decades (3e-4, 1e-2): a text field typed as "3e-4" keeps every
+        # digit, where a number input's float formatting can round a small value to 0.
+        value = st.session_state[key]
+        if not isinstance(value, str):
+            st.session_state[key] = "" if value is None else f"{value:g}"
+        return container.text_input(info.name, key=key, help=helptext)
     if spec.choices is not None:
         return container.selectbox(info.name, list(spec.choices), key=key, help=helptext)
     if info.type is bool:
@@ -208,7 +215,7 @@ def field_widget(algo: str, info: FieldInfo, container: Any = st) -> Any:
         return container.number_input(
             info.name,
             step=_float_step(default),
-            format="%.2e" if spec.log else "%g",
+            format="%g",
             key=key,
             help=helptext,
             placeholder="empty = off" if info.optional else None,

@@ -100,6 +100,26 @@ def test_invalid_input_names_the_field_and_starts_nothing(key, value, field):
     assert Store().list_runs() == []
 
 
+@pytest.mark.parametrize(("typed", "ok"), [("2.5e-4", True), ("fast", False), ("0", False)])
+def test_learning_rate_is_typed_in_scientific_notation(typed, ok):
+    """Step sizes are text fields: '2.5e-4' keeps every digit; bad text names the field."""
+    at = open_page("train.py")
+    at.selectbox(key="train:algo").set_value("a2c").run()
+    at.text_input(key="hp:a2c:learning_rate").set_value(typed)
+    at.number_input(key="train:steps").set_value(40)
+    at.button(key="train:launch").click().run()
+    assert not at.exception
+    runs = Store().list_runs()
+    if ok:
+        assert not at.error and [r.config["learning_rate"] for r in runs] == [2.5e-4]
+        from pglab import ui
+
+        ui.get_registry().wait(runs[0].id, 60)
+    else:
+        assert at.error and at.error[0].value.startswith("learning_rate:"), at.error
+        assert runs == []
+
+
 def _fake_group(store: Store, group: str, slope: float, seeds: int) -> list[str]:
     ids = []
     for s in range(seeds):
