@@ -124,10 +124,18 @@ def _choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
+def _settle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until the script run that the last interaction started has finished, so the next
+    interaction does not race a half-drawn page (Streamlit shows stStatusWidget meanwhile)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
 def _fill(page, label: str, value: str) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(value)
     field.press("Enter")
+    _settle(page)
 
 
 def _shot(page, name: str) -> Path:
@@ -179,9 +187,14 @@ def _flow(page, base: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
     page.get_by_role("heading", name="Train").first.wait_for()
     _choose(page, "Algorithm", "PPO")
+    _settle(page)
     _fill(page, "Seeds", "2")
     _fill(page, "Step budget", "200000")
     page.get_by_role("button", name="Launch").click()
+    _settle(page)
+    # a launch refused by validation shows "field: value is out of range / not allowed"
+    shown = page.locator('[data-testid="stAlert"]').all_inner_texts()
+    assert not any("out of range" in t or "not allowed" in t for t in shown), shown
 
     # The live return chart gains points while the runs train.
     first = _wait_for(lambda: _points(page, "Episode return"), 90, "the first return points")
