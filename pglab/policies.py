@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
@@ -46,6 +47,32 @@ def mlp(
     nn.init.zeros_(out.bias)
     layers.append(out)
     return nn.Sequential(*layers)
+
+
+def tanh_(z: torch.Tensor) -> torch.Tensor:
+    """``tanh`` in place, outside autograd. On CPU through numpy's ufunc on the same memory:
+    torch 2.13's CPU tanh is several times slower than numpy's on this kind of machine (84 vs
+    12 us for [2, 256, 64] on the 2-core AMD EPYC used for the benchmarks)."""
+    if z.device.type == "cpu" and z.is_contiguous():
+        a = z.numpy()
+        np.tanh(a, out=a)
+        return z
+    return z.tanh_()
+
+
+@torch.no_grad()
+def mlp_predict(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` for an MLP of Linear and Tanh/ReLU layers, without autograd: ``addmm`` and
+    in-place activations (:func:`tanh_`). ``x`` is ``[B, in]``."""
+    h = x
+    for m in net:
+        if isinstance(m, nn.Linear):
+            h = torch.addmm(m.bias, h, m.weight.t())
+        elif isinstance(m, nn.Tanh):
+            h = tanh_(h)
+        else:
+            h = h.relu_()
+    return h
 
 
 class ObsEncoder(nn.Module):
@@ -162,6 +189,13 @@ class ValueMLP(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.encode(obs)).squeeze(-1)
 
+    def predict(self, obs: torch.Tensor) -> torch.Tensor:
+        """``forward(obs)`` without autograd, for observations ``[..., *obs_shape]`` (leading
+        dimensions kept); for the value estimates of a rollout (see :func:`mlp_predict`)."""
+        x = self.encode(obs)
+        lead = x.shape[:-1]
+        return mlp_predict(self.net, x.reshape(-1, x.shape[-1])).reshape(lead)
+
 
 def make_policy(
     obs_space: gym.Space,
@@ -257,83 +291,83 @@ def flat_parameter(params: list[nn.Parameter]) -> nn.Parameter:
     return flat
 
 
-_ACTS = (nn.Tanh, nn.ReLU)
+class NumpyActor:
+    """Sample actions from a :class:`CategoricalMLP` / :class:`GaussianMLP` with numpy, on CPU.
 
-
-class FusedActorCritic:
-    """An MLP policy and a :class:`ValueMLP` of the same shape, evaluated as one network.
-
-    PPO evaluates both nets on the same minibatch 20 times an update. Here the hidden layers
-    of the two nets run as one batched matmul each (``torch.baddbmm`` on weights stacked to
-    ``[2, out, in]``): half the ops of two separate passes, forward and backward (about 12%
-    less time for the zoo CartPole nets, where tanh and the matmuls themselves dominate).
-    The outputs equal ``policy.net(x)`` and ``value(x)`` and the gradients theirs up to
-    float rounding (``tests/test_ppo.py`` checks both).
-
-    The stacked weights are not copies: the constructor lays every parameter of both nets
-    out in one flat buffer (:func:`flat_parameter`), actor layer k next to critic layer k,
-    and the stacked ``[2, out, in]`` leaves are views of the same memory (data and grad) as
-    the modules' own parameters. An optimiser over :attr:`flat` updates both, gradients of
-    the fused pass land in ``flat.grad``, and the modules keep working unchanged (sampling,
-    checkpoints). Use :meth:`supports` first; other policies take the plain path.
+    A rollout step is one policy forward on a handful of observations and one env step. For
+    inputs that small torch's per-op dispatch dominates (about 100 us a step, interleaved with
+    the env), while the same arithmetic in numpy takes about 30 us: the largest single cost of
+    a PPO rollout on CartPole besides the env. The weights are zero-copy numpy views of the
+    torch parameters, checked at every call, so optimiser steps, checkpoint loads and TRPO's
+    parameter assignment all show through. Sampling is the torch path's, noise included: categorical by
+    Gumbel-max  a = argmax_a (log pi(a|s) + G_a),  Gaussian  a = mu + sigma eps.
+    ``tests/test_ppo.py`` checks it against ``torch.distributions`` and the torch path.
     """
 
-    def __init__(self, policy: nn.Module, value: nn.Module):
-        assert self.supports(policy, value)
-        a_lin = [m for m in policy.net if isinstance(m, nn.Linear)]
-        c_lin = [m for m in value.net if isinstance(m, nn.Linear)]
-        self.encode = policy.encode
-        self.act = torch.relu if any(isinstance(m, nn.ReLU) for m in policy.net) else torch.tanh
-        order: list[nn.Parameter] = []
-        for a, c in zip(a_lin[:-1], c_lin[:-1], strict=True):  # hidden: actor, critic adjacent
-            order += [a.weight, c.weight, a.bias, c.bias]
-        seen = {id(p) for p in order}
-        order += [p for m in (policy, value) for p in m.parameters() if id(p) not in seen]
-        self.flat = flat_parameter(order)
-        self.hidden: list[tuple[nn.Parameter, nn.Parameter]] = []
-        offset = 0
-        for a in a_lin[:-1]:
-            out_f, in_f = a.weight.shape
-            w = _flat_view(self.flat, offset, (2, out_f, in_f))
-            offset += 2 * out_f * in_f
-            b = _flat_view(self.flat, offset, (2, 1, out_f))
-            offset += 2 * out_f
-            self.hidden.append((w, b))
-        self.pi_out, self.v_out = a_lin[-1], c_lin[-1]
+    def __init__(self, policy: CategoricalMLP | GaussianMLP):
+        assert self.supports(policy)
+        self.policy = policy
+        self.params = [
+            p for m in policy.net if isinstance(m, nn.Linear) for p in (m.weight, m.bias)
+        ]
+        if isinstance(policy, GaussianMLP):
+            self.params.append(policy.log_std)
+        self.relu = any(isinstance(m, nn.ReLU) for m in policy.net)
+        self._ptrs: tuple[int, ...] = ()
+        self._arrays: list[np.ndarray] = []
 
     @staticmethod
-    def supports(policy: nn.Module, value: nn.Module | None) -> bool:
-        """True for a Categorical/Gaussian MLP and a ValueMLP with equal hidden layers."""
-        if type(policy) not in (CategoricalMLP, GaussianMLP) or type(value) is not ValueMLP:
-            return False
-        return policy.encode.n == value.encode.n and _same_hidden(list(policy.net), list(value.net))
+    def supports(policy: nn.Module) -> bool:
+        """MLP policies (Linear layers with tanh or ReLU between them) whose weights are on CPU."""
+        return (
+            type(policy) in (CategoricalMLP, GaussianMLP)
+            and all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in policy.net)
+            and all(p.device.type == "cpu" for p in policy.parameters())
+        )
 
-    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(policy.net(x) [B, out], value(x) [B])`` for observations ``[B, ...]``, with grad."""
-        x = self.encode(obs)
-        h = x.expand(2, *x.shape)  # actor and critic read the same input
-        for w, b in self.hidden:
-            h = self.act(torch.baddbmm(b, h, w.transpose(1, 2)))
-        h_pi, h_v = h.unbind(0)
-        out = nn.functional.linear(h_pi, self.pi_out.weight, self.pi_out.bias)
-        values = nn.functional.linear(h_v, self.v_out.weight, self.v_out.bias)
-        return out, values.squeeze(-1)
+    def weights(self) -> list[np.ndarray]:
+        """Numpy views of the parameters (W_1, b_1, ..., W_K, b_K[, log_std]).
 
+        Rebuilt only when a parameter's storage moved (TRPO's ``vector_to_parameters`` swaps
+        ``.data``); a view keeps its storage alive, so a moved one always has a new address.
+        """
+        ptrs = tuple(p.data_ptr() for p in self.params)
+        if ptrs != self._ptrs:
+            self._arrays = [p.detach().numpy() for p in self.params]
+            self._ptrs = ptrs
+        return self._arrays
 
-def _flat_view(flat: nn.Parameter, offset: int, shape: tuple[int, ...]) -> nn.Parameter:
-    """A new leaf parameter sharing ``flat``'s storage, data and gradient, at ``offset``."""
-    n = math.prod(shape)
-    view = nn.Parameter(flat.data[offset : offset + n].view(shape))
-    view.grad = flat.grad[offset : offset + n].view(shape)
-    return view
+    def sample(self, obs: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Actions ``[B]`` (int64) or ``[B, D]`` (float32) and log pi(a|s) ``[B]`` (float32)
+        for observations ``[B, ...]`` (float32; Discrete observations as indices).
 
-
-def _same_hidden(a: list[nn.Module], c: list[nn.Module]) -> bool:
-    """Layer lists of equal length and types whose hidden Linear layers have equal shapes."""
-    if len(a) != len(c) or any(type(x) is not type(y) for x, y in zip(a, c)):
-        return False
-    if any(type(x) not in (nn.Linear, *_ACTS) for x in a):
-        return False
-    return all(
-        x.weight.shape == y.weight.shape for x, y in zip(a[:-1], c[:-1]) if isinstance(x, nn.Linear)
-    )
+        The noise comes from ``generator`` exactly as in the torch path
+        (:meth:`pglab.algos.base.Trainer.sample_actions`): the same uniforms / normals in
+        the same order, so both paths draw the same actions from the same generator state.
+        """
+        if self.policy.encode.n is not None:
+            h = np.eye(self.policy.encode.n, dtype=np.float32)[obs.astype(np.int64)]
+        else:
+            h = obs
+        arrays = self.weights()
+        last = len(self.params) // 2 - 1
+        for k in range(last + 1):
+            h = h @ arrays[2 * k].T
+            h += arrays[2 * k + 1]
+            if k < last:
+                if self.relu:
+                    np.maximum(h, 0.0, out=h)
+                else:
+                    np.tanh(h, out=h)
+        if type(self.policy) is CategoricalMLP:
+            z = h - h.max(-1, keepdims=True)
+            logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
+            u = torch.rand(logp_all.shape, generator=generator).numpy()
+            np.maximum(u, np.finfo(np.float32).tiny, out=u)  # rand() can return 0
+            actions = (logp_all - np.log(-np.log(u))).argmax(-1)
+            return actions, logp_all[np.arange(len(actions)), actions]
+        log_std = arrays[-1]
+        eps = torch.randn(h.shape, generator=generator).numpy()
+        actions = h + np.exp(log_std) * eps
+        log_prob = (-0.5 * eps * eps - log_std - _HALF_LOG_2PI).sum(-1)
+        return actions, log_prob

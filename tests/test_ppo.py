@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-from torch import Tensor
 from torch.distributions import Categorical, Normal
 
 from pglab.algos import NonFiniteError, make_trainer
@@ -132,6 +132,22 @@ def test_fast_log_prob_entropy_and_sampling_match_distributions(env_id: str) -> 
     fast_lp, fast_ent = tr.log_prob_entropy(obs, actions)
     torch.testing.assert_close(fast_lp, ref_lp)
     torch.testing.assert_close(fast_ent, ref_ent)
+    # the numpy actor of the rollouts: its log-probabilities are the distribution's too
+    np_actions, np_lp = tr.sample_actions_np(obs.numpy())
+    np_actions_t = torch.as_tensor(np_actions)
+    ref_np_lp = dist.log_prob(np_actions_t)
+    if isinstance(dist, Normal):
+        ref_np_lp = ref_np_lp.sum(-1)
+    torch.testing.assert_close(torch.as_tensor(np_lp), ref_np_lp)
+    assert np_actions.dtype == actions.numpy().dtype and np_actions.shape == actions.shape
+    # ... and from the same generator state both paths draw the same actions
+    many = tr.obs_tensor(np.stack([tr.envs.single_observation_space.sample() for _ in range(64)]))
+    state = tr.generator.get_state()
+    torch_actions, torch_lp = tr.sample_actions(many)
+    tr.generator.set_state(state)
+    np_actions, np_lp = tr.sample_actions_np(many.numpy())
+    torch.testing.assert_close(torch.as_tensor(np_actions), torch_actions)
+    torch.testing.assert_close(torch.as_tensor(np_lp), torch_lp)
     tr.close()
 
 
@@ -143,44 +159,39 @@ def test_fast_categorical_sampling_has_the_right_distribution() -> None:
         tr.policy.net[-1].weight.zero_()
     actions, _ = tr.sample_actions(obs)
     assert actions.float().mean().item() == pytest.approx(0.75, abs=0.015)  # ~5 sigma
+    np_actions, np_lp = tr.sample_actions_np(obs.numpy())  # the rollouts' numpy actor
+    assert np_actions.mean() == pytest.approx(0.75, abs=0.015)
+    assert np.allclose(np_lp, np.where(np_actions == 1, math.log(0.75), math.log(0.25)))
     tr.close()
 
 
-@pytest.mark.parametrize(
-    ("env_id", "activation", "n_layers"),
-    [("CartPole-v1", "tanh", 2), ("Pendulum-v1", "relu", 1), ("CartPole-v1", "tanh", 0)],
-)
-def test_fused_actor_critic_equals_the_plain_nets(env_id: str, activation: str, n_layers: int):
-    cfg = PPOConfig(env_id=env_id, **{**TINY, "n_layers": n_layers}, activation=activation)
-    tr = PPO(cfg, seed=0)
-    assert tr.fused is not None
-    batch = tr.collect(16)
-    obs, actions = batch.obs.flatten(0, 1), batch.actions.flatten(0, 1)
-    w = torch.randn(3, obs.shape[0], generator=torch.Generator().manual_seed(0))
+def test_numpy_actor_sees_every_weight_change() -> None:
+    """The numpy actor reads the modules' weights at each call: optimiser steps, state-dict
+    loads and TRPO's ``vector_to_parameters`` (which swaps ``.data``) all show through."""
+    tr = PPO(PPOConfig(**TINY), seed=0)
+    obs = np.zeros((1, 4), dtype=np.float32)
+    last = tr.policy.net[-1]
 
-    def loss_and_grad() -> tuple[tuple[Tensor, ...], Tensor]:
-        lp, ent, v = tr.evaluate_actions(obs, actions, entropy_grad=True)
-        tr.flat_params.grad.zero_()
-        ((lp * w[0]).sum() + (ent * w[1]).sum() + (v * w[2]).sum()).backward()
-        return (lp.detach(), ent.detach(), v.detach()), tr.flat_params.grad.clone()
+    def np_log_probs() -> float:
+        return float(tr.sample_actions_np(obs)[1][0])
 
-    fused_out, fused_grad = loss_and_grad()
-    tr.fused = None  # the plain path: policy.net, value, torch.distributions-equal heads
-    plain_out, plain_grad = loss_and_grad()
-    dist = tr.policy(obs)
-    ref_lp = dist.log_prob(actions)
-    if isinstance(dist, Normal):
-        ref_lp = ref_lp.sum(-1)
-    for a, b in zip(fused_out, plain_out, strict=True):
-        torch.testing.assert_close(a, b)
-    torch.testing.assert_close(fused_out[0], ref_lp)
-    torch.testing.assert_close(fused_out[2], tr.value(obs).detach())
-    torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-5, atol=1e-6)
-    assert fused_grad.abs().sum() > 0
-    # every module parameter is a view of the flat buffer: one optimiser step moves the nets
-    before = tr.policy.net[0].weight.detach().clone()
-    tr.optimizer.step()
-    assert not torch.equal(before, tr.policy.net[0].weight)
+    def set_p1(p: float) -> None:  # the output layer alone decides: p(action 1) = p
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([0.0, math.log(p / (1 - p))]))
+            last.weight.zero_()
+
+    set_p1(0.999999)
+    assert np_log_probs() == pytest.approx(math.log(0.999999), abs=1e-6)
+    state = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    state["net.4.bias"] = torch.tensor([math.log(0.999999 / 1e-6), 0.0])
+    tr.policy.load_state_dict(state)
+    assert np_log_probs() == pytest.approx(math.log(0.999999), abs=1e-6)  # action 0 now
+    assert int(tr.sample_actions_np(obs)[0][0]) == 0
+    params = list(tr.policy.parameters())
+    vec = torch.nn.utils.parameters_to_vector(params).clone()
+    vec[-2:] = torch.tensor([0.0, math.log(0.999999 / 1e-6)])  # the last layer's bias
+    torch.nn.utils.vector_to_parameters(vec, params)
+    assert int(tr.sample_actions_np(obs)[0][0]) == 1
     tr.close()
 
 
@@ -191,10 +202,10 @@ def test_clip_grad_norm_matches_torch() -> None:
     p.grad = ref
     ref_norm = torch.nn.utils.clip_grad_norm_([p], 0.5)
     norm = clip_grad_norm(g, 0.5)
-    torch.testing.assert_close(norm, ref_norm)
+    assert norm == pytest.approx(ref_norm.item(), rel=1e-6)
     torch.testing.assert_close(g, p.grad)
     small = torch.tensor([0.1, 0.2])
-    assert clip_grad_norm(small, 0.5).item() == pytest.approx(math.sqrt(0.05))
+    assert clip_grad_norm(small, 0.5) == pytest.approx(math.sqrt(0.05))
     assert small.tolist() == pytest.approx([0.1, 0.2])  # under the max: untouched
 
 

@@ -32,6 +32,7 @@ from pglab.estimators import gae
 from pglab.policies import (
     CategoricalMLP,
     GaussianMLP,
+    NumpyActor,
     ValueMLP,
     entropy,
     flat_parameter,
@@ -147,6 +148,10 @@ class Trainer(ABC):
                     self.obs_space, config.hidden_size, config.n_layers, config.activation
                 ).to(self.device)
         self.setup()
+        # Acting on CPU goes through numpy (see sample_actions_np).
+        self._numpy_actor: NumpyActor | None = None
+        if NumpyActor.supports(self.policy):
+            self._numpy_actor = NumpyActor(self.policy)
 
     # -- hooks for subclasses ------------------------------------------------------------------
     @property
@@ -293,10 +298,12 @@ class Trainer(ABC):
         return log_prob(dist, actions), ent
 
     def env_step(
-        self, actions: Tensor
+        self, actions: Tensor | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every env once. Returns (true next obs, rewards, terminated, truncated, reset obs)."""
-        act = to_env_action(actions.cpu().numpy(), self.act_space)
+        if isinstance(actions, Tensor):
+            actions = actions.cpu().numpy()
+        act = to_env_action(actions, self.act_space)
         next_obs, rewards, terminated, truncated, infos = self.envs.step(act)
         dones = np.logical_or(terminated, truncated)
         if self.obs_rms is not None:
@@ -306,41 +313,63 @@ class Trainer(ABC):
         true_next = final_next_obs(next_obs, dones, infos)
         return true_next, rewards, terminated, truncated, next_obs
 
+    def obs_array(self, obs: np.ndarray) -> np.ndarray:
+        """Observations as the nets see them, float32 numpy (normalised when ``obs_rms`` is set)."""
+        if self.obs_rms is not None:
+            return self.obs_rms.normalize(obs)
+        return np.asarray(obs, dtype=np.float32)
+
+    def sample_actions_np(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_actions` for numpy observations ``[B, ...]``, returning numpy arrays.
+
+        On CPU the MLP policies sample through :class:`pglab.policies.NumpyActor` (a third of
+        the time of the torch path, see there), with the same noise from the same generator.
+        """
+        if self._numpy_actor is not None:
+            return self._numpy_actor.sample(obs, self.generator)
+        actions, lp = self.sample_actions(torch.as_tensor(obs, device=self.device))
+        return actions.cpu().numpy(), lp.cpu().numpy()
+
     def collect(self, n_steps: int) -> Batch:
         """A fixed-length rollout of ``n_steps`` per env, continuing from where the last stopped.
 
-        Buffers are allocated once per rollout and filled in place; the only per-step work is
-        one policy forward, one env step and the episode bookkeeping.
+        The rollout is gathered in numpy buffers allocated once and moved to the device in one
+        go at the end; the only per-step work is one policy forward, one env step and the
+        episode bookkeeping.
         """
-        T, N, dev = n_steps, self.num_envs, self.device
+        T, N = n_steps, self.num_envs
+        obs = self._obs
+        first = self.obs_array(obs)
+        obs_buf = np.empty((T, *first.shape), dtype=np.float32)
+        lp_buf = np.empty((T, N), dtype=np.float32)
         rew = np.zeros((T, N), dtype=np.float32)
         term = np.zeros((T, N), dtype=bool)
         trunc = np.zeros((T, N), dtype=bool)
+        act_buf: np.ndarray | None = None
         next_np: list[np.ndarray] = []
-        obs = self._obs
-        obs_t = self.obs_tensor(obs)
-        obs_buf = torch.empty((T, *obs_t.shape), dtype=obs_t.dtype, device=dev)
-        lp_buf = torch.empty((T, N), dtype=torch.float32, device=dev)
-        act_buf: Tensor | None = None
+        obs_buf[0] = first
         for t in range(T):
-            obs_buf[t] = obs_t
-            actions, lp = self.sample_actions(obs_buf[t])
+            if t > 0:
+                obs_buf[t] = self.obs_array(obs)
+            actions, lp_buf[t] = self.sample_actions_np(obs_buf[t])
             if act_buf is None:
-                act_buf = torch.empty((T, *actions.shape), dtype=actions.dtype, device=dev)
+                act_buf = np.empty((T, *actions.shape), dtype=actions.dtype)
             act_buf[t] = actions
-            lp_buf[t] = lp
             true_next, rew[t], term[t], trunc[t], obs = self.env_step(actions)
             next_np.append(true_next)
-            obs_t = self.obs_tensor(obs)
         self._obs = obs
         assert act_buf is not None
+
+        def to_device(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(a).to(self.device)
+
         return Batch(
-            obs=obs_buf,
-            actions=act_buf,
-            log_probs=lp_buf,
-            rewards=torch.as_tensor(rew, device=dev),
-            terminated=torch.as_tensor(term, device=dev),
-            truncated=torch.as_tensor(trunc, device=dev),
+            obs=to_device(obs_buf),
+            actions=to_device(act_buf),
+            log_probs=to_device(lp_buf),
+            rewards=to_device(rew),
+            terminated=to_device(term),
+            truncated=to_device(trunc),
             next_obs=self.obs_tensor(np.stack(next_np)),
         )
 
@@ -355,8 +384,8 @@ class Trainer(ABC):
         ``rewards`` replaces ``batch.rewards`` (e.g. PPO's scaled rewards).
         """
         assert self.value is not None, "gae_estimate needs a critic"
-        values = self.value(batch.obs)
-        next_values = self.value(batch.next_obs)
+        both = self.value.predict(torch.cat([batch.obs, batch.next_obs]))  # one pass for two
+        values, next_values = both[: batch.T], both[batch.T :]
         advantages = gae(
             batch.rewards if rewards is None else rewards,
             values,

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor
 
 from pglab.algos.base import Trainer, flatten_parameters
+from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
-from pglab.policies import FusedActorCritic, head_log_prob_entropy
+from pglab.optim import FlatAdam
 from pglab.rollout import RewardScaler, segment_ids
 
 
@@ -157,6 +158,22 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_coef: float) -> Tensor:
     return torch.dot(torch.clamp(ratio, lo, hi), adv * (-1.0 / adv.numel()))
 
 
+def clipped_surrogate_grad(ratio: Tensor, adv: Tensor, clip_coef: float) -> tuple[Tensor, Tensor]:
+    """:func:`clipped_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``.
+
+    dL/dr_b = -A_b / B where the clamp lets r_b through (bounds included, as in autograd's
+    clamp) and 0 where it holds r_b at a bound; and  dr/d log pi = r, so
+    dL/d log pi_b = -A_b r_b / B  or 0. Returns ``(loss, grad [B])``.
+    """
+    # clip(r) per sample without tensors of bounds: min(r, 1+eps) where A > 0, else max(r, 1-eps)
+    clipped = torch.where(
+        adv > 0, ratio.clamp(max=1.0 + clip_coef), ratio.clamp(min=1.0 - clip_coef)
+    )
+    scaled_adv = adv * (-1.0 / adv.numel())
+    loss = torch.dot(clipped, scaled_adv)
+    return loss, scaled_adv * ratio * (clipped == ratio)
+
+
 def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
     """PPO-Penalty policy loss  L = -E[r A] + beta * KL(pi_old || pi_theta)  (paper eq. 8).
 
@@ -165,6 +182,14 @@ def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
     """
     kl = ((ratio - 1.0) - torch.log(ratio)).mean()
     return -(ratio * adv).mean() + beta * kl
+
+
+def kl_penalty_surrogate_grad(ratio: Tensor, adv: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """:func:`kl_penalty_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``:
+    dL/dr_b = (-A_b + beta (1 - 1/r_b)) / B and dr/d log pi = r, so
+    dL/d log pi_b = (beta (r_b - 1) - A_b r_b) / B. Returns ``(loss, grad [B])``."""
+    loss = kl_penalty_surrogate(ratio, adv, beta)
+    return loss, (beta * (ratio - 1.0) - adv * ratio) / ratio.numel()
 
 
 def value_loss(
@@ -179,13 +204,38 @@ def value_loss(
     return torch.max(err, (v_clipped - returns).pow(2)).mean()
 
 
-def clip_grad_norm(grad: Tensor, max_norm: float | None) -> Tensor:
+def value_loss_grad(
+    values: Tensor, old_values: Tensor, returns: Tensor, clip_coef: float | None
+) -> tuple[Tensor, Tensor]:
+    """:func:`value_loss` and its gradient dL/dV ``[B]``.
+
+    Unclipped: 2 (V - R) / B. Clipped: the gradient of the larger of the two squared errors,
+    halved between them where they are equal (autograd's rule for ``max``); the clipped one
+    passes gradient only while |V - V_old| <= eps.
+    """
+    n = values.numel()
+    diff = values - returns
+    if clip_coef is None:
+        return torch.dot(diff, diff) / n, diff * (2.0 / n)
+    delta = values - old_values
+    diff_clipped = old_values + torch.clamp(delta, -clip_coef, clip_coef) - returns
+    err, err_clipped = diff * diff, diff_clipped * diff_clipped
+    inside = (delta.abs() <= clip_coef).float()
+    w = torch.where(err > err_clipped, 1.0, torch.where(err < err_clipped, 0.0, 0.5))
+    grad = (w * diff + (1.0 - w) * inside * diff_clipped) * (2.0 / n)
+    return torch.max(err, err_clipped).mean(), grad
+
+
+def clip_grad_norm(grad: Tensor, max_norm: float | None) -> float:
     """Scale the flat gradient ``grad`` ``[P]`` in place to norm <= ``max_norm``; returns the
     norm before clipping. The factor is  min(1, max_norm / (|g| + 1e-6)), as in
-    ``torch.nn.utils.clip_grad_norm_`` (which costs several times more Python per call)."""
-    norm = torch.linalg.vector_norm(grad)
-    if max_norm is not None:
-        grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    ``torch.nn.utils.clip_grad_norm_`` (which costs several times more per call). The norm is
+    read as a Python float: the caller checks it for NaN every step anyway."""
+    norm = float(torch.linalg.vector_norm(grad))
+    if max_norm is not None and math.isfinite(norm):
+        coef = max_norm / (norm + 1e-6)
+        if coef < 1.0:
+            grad.mul_(coef)
     return norm
 
 
@@ -215,33 +265,69 @@ class PPO(Trainer):
         assert self.value is not None
         # One Adam over actor and critic, as SB3 and CleanRL do, so one clip covers both; all
         # parameters live in one flat buffer so the optimiser step is one fused kernel.
-        # The MLP policy and critic are evaluated as one network when their shapes allow it
-        # (same numbers, half the autograd ops); the fused one owns the flat buffer then.
-        self.fused: FusedActorCritic | None = None
-        if FusedActorCritic.supports(self.policy, self.value):
-            self.fused = FusedActorCritic(self.policy, self.value)
-            self.flat_params = self.fused.flat
+        # MLP nets are differentiated by hand (pglab.backprop: the same gradients as autograd
+        # in about half the time for nets this small; it owns the flat buffer then); anything
+        # else goes through autograd.
+        self.backprop: ActorCriticBackprop | None = None
+        if ActorCriticBackprop.supports(self.policy, self.value):
+            self.backprop = ActorCriticBackprop(self.policy, self.value)
+            self.flat_params = self.backprop.flat
         else:
             self.flat_params = flatten_parameters(self.policy, self.value)
-        self.optimizer = torch.optim.Adam(
-            [self.flat_params], lr=self.config.learning_rate, eps=1e-5, fused=True
-        )
+        self.optimizer = FlatAdam(self.flat_params, lr=self.config.learning_rate, eps=1e-5)
         self.kl_beta = self.config.kl_beta_init
         self.reward_scaler: RewardScaler | None = None
         if self.config.normalize_reward:
             self.reward_scaler = RewardScaler(self.num_envs, self.config.gamma)
 
-    def evaluate_actions(
-        self, obs: Tensor, actions: Tensor, entropy_grad: bool
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``log pi_theta(a|s)``, ``H(pi_theta(.|s))`` and ``V_phi(s)``, each ``[B]``, with grad."""
-        if self.fused is not None:
-            out, values = self.fused(obs)
-            log_prob, ent = head_log_prob_entropy(self.policy, out, actions, entropy_grad)
-            return log_prob, ent, values
+    def loss_and_grad(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        old_log_probs: Tensor,
+        advantages: Tensor,
+        old_values: Tensor,
+        returns: Tensor,
+        clip_coef: float,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Losses of one minibatch; writes dL/dtheta into ``self.flat_params.grad``.
+
+        L = L_policy + vf_coef * L_value - ent_coef * H. Returns (policy loss, value loss,
+        mean entropy, log ratio ``[B]``), all detached.
+        """
+        cfg = self.config
+        vclip = clip_coef if cfg.clip_vloss else None
+        if self.backprop is not None:  # by hand: forward, then the chain rule from the losses
+            with torch.no_grad():
+                log_prob, ent, values = self.backprop.forward(obs, actions)
+                log_ratio = log_prob - old_log_probs
+                ratio = log_ratio.exp()
+                if cfg.variant == "clip":
+                    pg_loss, grad_lp = clipped_surrogate_grad(ratio, advantages, clip_coef)
+                else:
+                    pg_loss, grad_lp = kl_penalty_surrogate_grad(ratio, advantages, self.kl_beta)
+                v_loss, grad_v = value_loss_grad(values, old_values, returns, vclip)
+                grad_ent = -cfg.ent_coef / obs.shape[0]
+                self.backprop.backward(grad_lp, grad_ent, grad_v.mul_(cfg.vf_coef))
+                return pg_loss, v_loss, ent.mean(), log_ratio
+        # autograd: the reference the hand-written path is tested against
         assert self.value is not None
+        entropy_grad = cfg.ent_coef > 0  # otherwise the entropy is only reported
         log_prob, ent = self.log_prob_entropy(obs, actions, entropy_grad)
-        return log_prob, ent, self.value(obs)
+        log_ratio = log_prob - old_log_probs
+        ratio = log_ratio.exp()
+        if cfg.variant == "clip":
+            pg_loss = clipped_surrogate(ratio, advantages, clip_coef)
+        else:
+            pg_loss = kl_penalty_surrogate(ratio, advantages, self.kl_beta)
+        v_loss = value_loss(self.value(obs), old_values, returns, vclip)
+        entropy = ent.mean()
+        loss = pg_loss + cfg.vf_coef * v_loss
+        if entropy_grad:
+            loss = loss - cfg.ent_coef * entropy
+        self.flat_params.grad.zero_()  # keeps the module grads as views of it
+        loss.backward()
+        return pg_loss.detach(), v_loss.detach(), entropy.detach(), log_ratio.detach()
 
     def _update(self) -> dict[str, float]:
         cfg = self.config
@@ -249,8 +335,7 @@ class PPO(Trainer):
         progress_remaining = max(0.0, 1.0 - self.env_steps / cfg.total_steps)
         lr = linear_schedule(cfg.learning_rate, progress_remaining, cfg.lr_schedule)
         clip_coef = linear_schedule(cfg.clip_coef, progress_remaining, cfg.clip_schedule)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
 
         # 1. collect
         batch = self.collect(cfg.n_steps)
@@ -282,10 +367,11 @@ class PPO(Trainer):
 
         # 4. optimise
         B = b_obs.shape[0]
-        entropy_grad = cfg.ent_coef > 0  # otherwise the entropy is only reported
-        # Per minibatch: policy loss, value loss, entropy, grad norm; kept as tensors and read
-        # once at the end (no sync per step).
+        b_tensors = (b_obs, b_actions, b_old_log_probs, b_advantages, b_values, b_returns)
+        # Per minibatch: policy loss, value loss, entropy (kept as tensors and read once at
+        # the end) and the gradient norm.
         step_stats: list[Tensor] = []
+        grad_norms: list[float] = []
         epochs = 0
         for epoch in range(cfg.n_epochs):
             # KL and clip fraction are needed every epoch only for the target-KL check;
@@ -297,39 +383,26 @@ class PPO(Trainer):
             if cfg.batch_size < B:
                 perm = torch.randperm(B, generator=self.generator, device=self.device)
             for start in range(0, B, cfg.batch_size):
-                mb = slice(None) if perm is None else perm[start : start + cfg.batch_size]
-                mb_adv = b_advantages[mb]
-                log_prob, ent, new_values = self.evaluate_actions(
-                    b_obs[mb], b_actions[mb], entropy_grad
-                )
-                log_ratio = log_prob - b_old_log_probs[mb]
-                ratio = log_ratio.exp()
-                if cfg.variant == "clip":
-                    pg_loss = clipped_surrogate(ratio, mb_adv, clip_coef)
+                if perm is None:
+                    mb = b_tensors
                 else:
-                    pg_loss = kl_penalty_surrogate(ratio, mb_adv, self.kl_beta)
-                v_loss = value_loss(
-                    new_values, b_values[mb], b_returns[mb], clip_coef if cfg.clip_vloss else None
-                )
-                loss = pg_loss + cfg.vf_coef * v_loss
-                entropy = ent.mean()
-                if entropy_grad:
-                    loss = loss - cfg.ent_coef * entropy
-
-                self.flat_params.grad.zero_()  # keeps the module grads as views of it
-                loss.backward()
+                    idx = perm[start : start + cfg.batch_size]
+                    mb = tuple(t[idx] for t in b_tensors)
+                pg_loss, v_loss, entropy, log_ratio = self.loss_and_grad(*mb, clip_coef)
                 grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
                 # One check a step: a non-finite loss makes a non-finite gradient too.
-                if not torch.isfinite(grad_norm):
-                    self.check_finite("loss", loss)
-                    self.check_finite("gradient norm", grad_norm)
+                if not math.isfinite(grad_norm):
+                    self.check_finite("policy loss", pg_loss)
+                    self.check_finite("value loss", v_loss)
+                    self.check_finite("gradient norm", torch.tensor(grad_norm))
                 self.optimizer.step()
+                grad_norms.append(grad_norm)
 
                 with torch.no_grad():
-                    step_stats.append(torch.stack([pg_loss, v_loss, entropy, grad_norm]))
+                    step_stats.append(torch.stack([pg_loss, v_loss, entropy]))
                     if measure:
-                        k1, k3 = approx_kl(log_ratio.detach())
-                        clipped = ((ratio.detach() - 1.0).abs() > clip_coef).float().mean()
+                        k1, k3 = approx_kl(log_ratio)
+                        clipped = ((log_ratio.exp() - 1.0).abs() > clip_coef).float().mean()
                         epoch_stats.append(torch.stack([k1, k3, clipped]))
             epochs += 1
             if measure:
@@ -339,9 +412,8 @@ class PPO(Trainer):
                     break
 
         # 5. report
-        pg_loss_mean, v_loss_mean, entropy_mean, grad_norm_mean = (
-            torch.stack(step_stats).mean(0).tolist()
-        )
+        pg_loss_mean, v_loss_mean, entropy_mean = torch.stack(step_stats).mean(0).tolist()
+        grad_norm_mean = math.fsum(grad_norms) / len(grad_norms)
         metrics.update(
             {
                 "loss/policy": pg_loss_mean,
