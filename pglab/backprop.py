@@ -3,8 +3,12 @@
 Why by hand: PPO takes 20 gradient steps on 256 samples every update of the zoo CartPole
 preset, and for nets this small autograd's bookkeeping (graph nodes, saved tensors, one
 backward kernel per forward op) costs as much as the arithmetic. The chain rule for an MLP is
-short enough to write down, and then each step is a dozen matmuls and a few elementwise ops
-(``python -m pglab bench --only training`` reports what it buys). ``tests/test_backprop.py``
+short enough to write down, and then each step is a handful of matmuls and some elementwise
+ops. This is PPO's CPU path (on CUDA it uses autograd): the matmuls go through torch (MKL,
+single-threaded as torch was told), everything elementwise through numpy on the same memory,
+since a numpy call on arrays this small costs about 1 us where a torch op costs 3-8 us of
+dispatch (and torch 2.13's CPU tanh is itself slow, see :func:`pglab.policies.tanh_`).
+``python -m pglab bench --only training`` reports what it buys; ``tests/test_backprop.py``
 checks every function here against autograd on the same numbers.
 
 Forward, for an ``nn.Sequential`` of Linear layers with tanh or ReLU between them:
@@ -36,74 +40,72 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pglab.policies import CategoricalMLP, GaussianMLP, ValueMLP, flat_parameter, tanh_
+from pglab.policies import CategoricalMLP, GaussianMLP, ValueMLP, flat_parameter
 
 _LAYERS = (nn.Linear, nn.Tanh, nn.ReLU)
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def tanh_grad_(g: Tensor, h: Tensor) -> Tensor:
-    """``g *= 1 - h^2`` in place: dL/dz from dL/dh for  h = tanh(z). On CPU through numpy
-    (three cheap ufuncs where torch's ``addcmul`` alone takes longer, see :func:`tanh_`)."""
-    if g.device.type == "cpu" and g.is_contiguous() and h.is_contiguous():
-        g_np, h_np = g.numpy(), h.numpy()
-        d = h_np * h_np
-        np.subtract(1.0, d, out=d)
-        g_np *= d
-        return g
-    return g.mul_(1.0 - h * h)
+def tanh_grad_(g: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``g *= 1 - h^2`` in place: dL/dz from dL/dh for  h = tanh(z)."""
+    d = h * h
+    np.subtract(1.0, d, out=d)
+    g *= d
+    return g
 
 
 @dataclass
 class HeadOutput:
     """``log_prob`` and ``entropy`` ``[B]`` of the taken actions, and what backward needs."""
 
-    log_prob: Tensor
-    entropy: Tensor
-    saved: tuple[Tensor, ...]
+    log_prob: np.ndarray
+    entropy: np.ndarray
+    saved: tuple[np.ndarray, ...]
 
 
-def categorical_head(logits: Tensor, actions: Tensor) -> HeadOutput:
-    """``log pi(a|s)`` and ``H`` from logits ``[B, A]`` and actions ``[B]`` (integers)."""
-    logp_all = torch.log_softmax(logits, -1)
-    idx = actions.long().unsqueeze(-1)
-    log_prob = logp_all.gather(-1, idx).squeeze(-1)
-    probs = logp_all.exp()
+def categorical_head(logits: np.ndarray, actions: np.ndarray) -> HeadOutput:
+    """``log pi(a|s)`` and ``H`` from logits ``[B, A]`` and integer actions ``[B]``."""
+    z = logits - logits.max(-1, keepdims=True)  # log-sum-exp shifted by the max: no overflow
+    e = np.exp(z)
+    total = e.sum(-1, keepdims=True)
+    logp_all = z - np.log(total)
+    probs = e / total
+    rows = np.arange(len(actions))
     entropy = -(probs * logp_all).sum(-1)
-    return HeadOutput(log_prob, entropy, (idx, probs, logp_all))
+    return HeadOutput(logp_all[rows, actions], entropy, (rows, actions, probs, logp_all))
 
 
 def categorical_head_backward(
-    head: HeadOutput, grad_log_prob: Tensor, grad_entropy: float
-) -> Tensor:
+    head: HeadOutput, grad_log_prob: np.ndarray, grad_entropy: float
+) -> np.ndarray:
     """dL/d logits ``[B, A]`` from  dL/d log pi(a_b|s_b) = ``grad_log_prob[b]`` and
     dL/dH_b = ``grad_entropy`` (the same for every b; 0 when the entropy is only reported)."""
-    idx, probs, logp_all = head.saved
-    grad = probs * grad_log_prob.neg().unsqueeze(-1)  # -pi_j g_b
-    grad.scatter_add_(1, idx, grad_log_prob.unsqueeze(-1))  # + g_b at j = a_b
+    rows, actions, probs, logp_all = head.saved
+    grad = probs * -grad_log_prob[:, None]  # -pi_j g_b
+    grad[rows, actions] += grad_log_prob  # + g_b at j = a_b
     if grad_entropy != 0.0:
-        grad.addcmul_(probs, logp_all + head.entropy.unsqueeze(-1), value=-grad_entropy)
+        grad -= grad_entropy * probs * (logp_all + head.entropy[:, None])
     return grad
 
 
-def gaussian_head(mean: Tensor, log_std: Tensor, actions: Tensor) -> HeadOutput:
+def gaussian_head(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> HeadOutput:
     """``log pi(a|s)`` and ``H`` of N(mean ``[B, D]``, exp(log_std ``[D]``)^2) at ``[B, D]``."""
-    inv_std = torch.exp(-log_std)
+    inv_std = np.exp(-log_std)
     u = (actions - mean) * inv_std
     log_prob = (u * u * -0.5 - log_std - _HALF_LOG_2PI).sum(-1)
-    entropy = (0.5 + _HALF_LOG_2PI + log_std).sum().expand(log_prob.shape)
+    entropy = np.full(len(u), (0.5 + _HALF_LOG_2PI + log_std).sum(), dtype=log_prob.dtype)
     return HeadOutput(log_prob, entropy, (u, inv_std))
 
 
 def gaussian_head_backward(
-    head: HeadOutput, grad_log_prob: Tensor, grad_entropy: float
-) -> tuple[Tensor, Tensor]:
+    head: HeadOutput, grad_log_prob: np.ndarray, grad_entropy: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(dL/d mean ``[B, D]``, dL/d log_std ``[D]``) given dL/d log pi ``[B]`` and dL/dH_b."""
     u, inv_std = head.saved
-    g = grad_log_prob.unsqueeze(-1)
+    g = grad_log_prob[:, None]
     grad_mean = g * u * inv_std
-    grad_log_std = (g * (u * u - 1.0)).sum(0) + grad_entropy * u.shape[0]
+    grad_log_std = (g * (u * u - 1.0)).sum(0) + grad_entropy * len(u)
     return grad_mean, grad_log_std
 
 
@@ -123,7 +125,7 @@ class ActorCriticBackprop:
     ``forward(obs, actions)`` -> (log_prob, entropy, values), each ``[B]``;
     ``backward(grad_log_prob, grad_entropy, grad_values)`` writes the gradient of every
     parameter (both nets, and ``log_std`` for the Gaussian) into ``flat.grad``.
-    Call both under ``torch.no_grad()`` (the parameters require grad).
+    Call both under ``torch.no_grad()`` (the parameters require grad). CPU only.
     """
 
     def __init__(self, policy: CategoricalMLP | GaussianMLP, value: nn.Module):
@@ -155,8 +157,10 @@ class ActorCriticBackprop:
 
     @staticmethod
     def supports(policy: nn.Module, value: nn.Module | None) -> bool:
-        """True for a Categorical/Gaussian MLP and a ValueMLP with equal hidden layers."""
+        """True for a Categorical/Gaussian MLP and a ValueMLP with equal hidden layers, on CPU."""
         if type(policy) not in (CategoricalMLP, GaussianMLP) or type(value) is not ValueMLP:
+            return False
+        if any(p.device.type != "cpu" for m in (policy, value) for p in m.parameters()):
             return False
         a, c = list(policy.net), list(value.net)
         if policy.encode.n != value.encode.n or len(a) != len(c):
@@ -169,25 +173,37 @@ class ActorCriticBackprop:
             if isinstance(x, nn.Linear)
         )
 
-    def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(log pi(a|s), H(pi(.|s)), V(s))``, each ``[B]``; saves what backward needs."""
+    def forward(
+        self, obs: Tensor, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(log pi(a|s), H(pi(.|s)), V(s))``, each ``[B]``; saves what backward needs.
+
+        ``obs`` ``[B, ...]`` is a CPU tensor, ``actions`` ``[B]`` / ``[B, D]`` a numpy array."""
         x = self.encode(obs)
         h = x.expand(2, *x.shape)  # actor and critic read the same input
         self._acts = [h]
         for w, b in self.hidden:
-            z = torch.baddbmm(b, h, w.transpose(1, 2))
-            h = z.relu_() if self.relu else tanh_(z)
+            h = torch.baddbmm(b, h, w.transpose(1, 2))
+            z = h.numpy()
+            if self.relu:
+                np.maximum(z, 0.0, out=z)
+            else:
+                np.tanh(z, out=z)
             self._acts.append(h)
-        h_pi, h_v = h.unbind(0)
-        out = torch.addmm(self.pi_out.bias, h_pi, self.pi_out.weight.t())
-        values = torch.addmm(self.v_out.bias, h_v, self.v_out.weight.t()).squeeze(-1)
+        # The output layers are tiny matmuls ([B, H] x [H, A]): numpy's are 2-3x cheaper here.
+        h_pi, h_v = h.numpy()
+        out = h_pi @ _np(self.pi_out.weight).T + _np(self.pi_out.bias)
+        values = h_v @ _np(self.v_out.weight)[0] + _np(self.v_out.bias)[0]
         if type(self.policy) is CategoricalMLP:
             self._head = categorical_head(out, actions)
         else:
-            self._head = gaussian_head(out, self.policy.log_std, actions)
+            log_std = self.policy.log_std.detach().numpy()
+            self._head = gaussian_head(out, log_std, actions)
         return self._head.log_prob, self._head.entropy, values
 
-    def backward(self, grad_log_prob: Tensor, grad_entropy: float, grad_values: Tensor) -> None:
+    def backward(
+        self, grad_log_prob: np.ndarray, grad_entropy: float, grad_values: np.ndarray
+    ) -> None:
         """Write dL/dtheta for  dL/d log pi = ``grad_log_prob`` ``[B]``, dL/dH_b =
         ``grad_entropy`` (every b) and dL/dV = ``grad_values`` ``[B]`` of the last forward."""
         head = self._head
@@ -196,32 +212,38 @@ class ActorCriticBackprop:
             grad_out = categorical_head_backward(head, grad_log_prob, grad_entropy)
         else:
             grad_out, grad_log_std = gaussian_head_backward(head, grad_log_prob, grad_entropy)
-            self.policy.log_std.grad.copy_(grad_log_std)
-        grad_v = grad_values.unsqueeze(-1)  # [B, 1]
-        h_pi, h_v = self._acts[-1].unbind(0)
-        torch.mm(grad_out.t(), h_pi, out=self.pi_out.weight.grad)
-        torch.sum(grad_out, 0, out=self.pi_out.bias.grad)
-        torch.mm(grad_v.t(), h_v, out=self.v_out.weight.grad)
-        torch.sum(grad_v, 0, out=self.v_out.bias.grad)
+            self.policy.log_std.grad.numpy()[:] = grad_log_std
+        h_pi, h_v = self._acts[-1].numpy()
+        np.matmul(grad_out.T, h_pi, out=self.pi_out.weight.grad.numpy())
+        np.sum(grad_out, 0, out=self.pi_out.bias.grad.numpy())
+        np.matmul(grad_values, h_v, out=self.v_out.weight.grad.numpy()[0])
+        self.v_out.bias.grad.numpy()[0] = grad_values.sum()
         if not self.hidden:
             return
-        g = torch.empty((2, *h_pi.shape), dtype=h_pi.dtype, device=h_pi.device)
-        torch.mm(grad_out, self.pi_out.weight, out=g[0])
-        torch.mm(grad_v, self.v_out.weight, out=g[1])
+        g = torch.empty((2, *h_pi.shape), dtype=self._acts[-1].dtype)
+        g_np = g.numpy()
+        np.matmul(grad_out, _np(self.pi_out.weight), out=g_np[0])
+        np.multiply.outer(grad_values, _np(self.v_out.weight)[0], out=g_np[1])
         for k in range(len(self.hidden) - 1, -1, -1):
-            h = self._acts[k + 1]  # output of hidden layer k: g holds dL/dh, make it dL/dz
+            h = self._acts[k + 1].numpy()  # output of hidden layer k: g is dL/dh, make it dL/dz
             if self.relu:
-                g.masked_fill_(h <= 0, 0.0)
+                g_np *= h > 0
             else:
-                tanh_grad_(g, h)
+                tanh_grad_(g_np, h)
             w, b = self.hidden[k]
-            torch.sum(g, 1, keepdim=True, out=b.grad)
+            torch.sum(g, 1, keepdim=True, out=b.grad)  # numpy's strided sum is 2x slower
             if k > 0:
                 torch.bmm(g.transpose(1, 2), self._acts[k], out=w.grad)
                 g = torch.bmm(g, w)
+                g_np = g.numpy()
             else:  # both nets read the same x: x^T g is one matmul ([in, B] @ [2, B, out]),
                 # where a bmm over the stride-0 expanded x is four times slower
                 w.grad.copy_(torch.matmul(self._acts[0][0].t(), g).transpose(1, 2))
+
+
+def _np(p: Tensor) -> np.ndarray:
+    """A numpy view of a CPU parameter's data (no copy)."""
+    return p.detach().numpy()
 
 
 def _flat_view(flat: nn.Parameter, offset: int, shape: tuple[int, ...]) -> nn.Parameter:

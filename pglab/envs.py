@@ -12,6 +12,7 @@ episode end a non-transition). :mod:`pglab.rollout` relies on this.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -136,8 +137,12 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
 def make_vec(env_id: str, num_envs: int, seed: int | None = None) -> gym.vector.VectorEnv:
     """A synchronous vector env with SAME_STEP auto-reset (see the module docstring)."""
     check_env_id(env_id)
+    # Without gymnasium's PassiveEnvChecker: it validates an env's first reset and step (the
+    # lab offers known ids only), yet stays a wrapper layer on every later step, about a
+    # quarter of a CartPole vector step (99 vs 72 us for 8 envs on the benchmark machine).
+    spec = dataclasses.replace(gym.spec(env_id), disable_env_checker=True)
     envs = gym.make_vec(
-        env_id,
+        spec,
         num_envs=num_envs,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},

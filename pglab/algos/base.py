@@ -195,6 +195,9 @@ class Trainer(ABC):
         return metrics
 
     def check_parameters(self) -> None:
+        flat = getattr(self, "flat_params", None)  # trainers whose parameters share one buffer
+        if flat is not None and bool(torch.isfinite(flat).all()):
+            return  # one op instead of two per parameter tensor
         for label, module in (("policy", self.policy), ("value", self.value)):
             if module is None:
                 continue

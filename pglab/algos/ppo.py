@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -158,20 +159,22 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_coef: float) -> Tensor:
     return torch.dot(torch.clamp(ratio, lo, hi), adv * (-1.0 / adv.numel()))
 
 
-def clipped_surrogate_grad(ratio: Tensor, adv: Tensor, clip_coef: float) -> tuple[Tensor, Tensor]:
-    """:func:`clipped_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``.
+def clipped_surrogate_grad(
+    ratio: np.ndarray, adv: np.ndarray, clip_coef: float
+) -> tuple[float, np.ndarray]:
+    """:func:`clipped_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``, on
+    numpy arrays ``[B]`` (the CPU path of :mod:`pglab.backprop`).
 
     dL/dr_b = -A_b / B where the clamp lets r_b through (bounds included, as in autograd's
     clamp) and 0 where it holds r_b at a bound; and  dr/d log pi = r, so
     dL/d log pi_b = -A_b r_b / B  or 0. Returns ``(loss, grad [B])``.
     """
-    # clip(r) per sample without tensors of bounds: min(r, 1+eps) where A > 0, else max(r, 1-eps)
-    clipped = torch.where(
-        adv > 0, ratio.clamp(max=1.0 + clip_coef), ratio.clamp(min=1.0 - clip_coef)
+    # clip(r) per sample, as above: min(r, 1+eps) where A > 0, max(r, 1-eps) elsewhere
+    clipped = np.where(
+        adv > 0, np.minimum(ratio, 1.0 + clip_coef), np.maximum(ratio, 1.0 - clip_coef)
     )
-    scaled_adv = adv * (-1.0 / adv.numel())
-    loss = torch.dot(clipped, scaled_adv)
-    return loss, scaled_adv * ratio * (clipped == ratio)
+    scaled_adv = adv * (-1.0 / adv.size)
+    return float(clipped @ scaled_adv), scaled_adv * ratio * (clipped == ratio)
 
 
 def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
@@ -184,12 +187,15 @@ def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
     return -(ratio * adv).mean() + beta * kl
 
 
-def kl_penalty_surrogate_grad(ratio: Tensor, adv: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    """:func:`kl_penalty_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``:
-    dL/dr_b = (-A_b + beta (1 - 1/r_b)) / B and dr/d log pi = r, so
+def kl_penalty_surrogate_grad(
+    ratio: np.ndarray, adv: np.ndarray, beta: float
+) -> tuple[float, np.ndarray]:
+    """:func:`kl_penalty_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``,
+    on numpy arrays ``[B]``: dL/dr_b = (-A_b + beta (1 - 1/r_b)) / B and dr/d log pi = r, so
     dL/d log pi_b = (beta (r_b - 1) - A_b r_b) / B. Returns ``(loss, grad [B])``."""
-    loss = kl_penalty_surrogate(ratio, adv, beta)
-    return loss, (beta * (ratio - 1.0) - adv * ratio) / ratio.numel()
+    kl = float(np.mean((ratio - 1.0) - np.log(ratio)))
+    loss = -float(np.mean(ratio * adv)) + beta * kl
+    return loss, (beta * (ratio - 1.0) - adv * ratio) / ratio.size
 
 
 def value_loss(
@@ -205,25 +211,25 @@ def value_loss(
 
 
 def value_loss_grad(
-    values: Tensor, old_values: Tensor, returns: Tensor, clip_coef: float | None
-) -> tuple[Tensor, Tensor]:
-    """:func:`value_loss` and its gradient dL/dV ``[B]``.
+    values: np.ndarray, old_values: np.ndarray, returns: np.ndarray, clip_coef: float | None
+) -> tuple[float, np.ndarray]:
+    """:func:`value_loss` and its gradient dL/dV ``[B]``, on numpy arrays.
 
     Unclipped: 2 (V - R) / B. Clipped: the gradient of the larger of the two squared errors,
     halved between them where they are equal (autograd's rule for ``max``); the clipped one
     passes gradient only while |V - V_old| <= eps.
     """
-    n = values.numel()
+    n = values.size
     diff = values - returns
     if clip_coef is None:
-        return torch.dot(diff, diff) / n, diff * (2.0 / n)
+        return float(diff @ diff) / n, diff * (2.0 / n)
     delta = values - old_values
-    diff_clipped = old_values + torch.clamp(delta, -clip_coef, clip_coef) - returns
+    diff_clipped = old_values + np.clip(delta, -clip_coef, clip_coef) - returns
     err, err_clipped = diff * diff, diff_clipped * diff_clipped
-    inside = (delta.abs() <= clip_coef).float()
-    w = torch.where(err > err_clipped, 1.0, torch.where(err < err_clipped, 0.0, 0.5))
+    inside = np.abs(delta) <= clip_coef
+    w = np.where(err > err_clipped, 1.0, np.where(err < err_clipped, 0.0, 0.5))
     grad = (w * diff + (1.0 - w) * inside * diff_clipped) * (2.0 / n)
-    return torch.max(err, err_clipped).mean(), grad
+    return float(np.maximum(err, err_clipped).mean()), grad.astype(values.dtype)
 
 
 def clip_grad_norm(grad: Tensor, max_norm: float | None) -> float:
@@ -289,27 +295,29 @@ class PPO(Trainer):
         old_values: Tensor,
         returns: Tensor,
         clip_coef: float,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[float, float, float, Tensor]:
         """Losses of one minibatch; writes dL/dtheta into ``self.flat_params.grad``.
 
         L = L_policy + vf_coef * L_value - ent_coef * H. Returns (policy loss, value loss,
-        mean entropy, log ratio ``[B]``), all detached.
+        mean entropy, log ratio ``[B]``).
         """
         cfg = self.config
         vclip = clip_coef if cfg.clip_vloss else None
         if self.backprop is not None:  # by hand: forward, then the chain rule from the losses
             with torch.no_grad():
-                log_prob, ent, values = self.backprop.forward(obs, actions)
-                log_ratio = log_prob - old_log_probs
-                ratio = log_ratio.exp()
+                log_prob, ent, values = self.backprop.forward(obs, actions.numpy())
+                log_ratio = log_prob - old_log_probs.numpy()
+                ratio = np.exp(log_ratio)
                 if cfg.variant == "clip":
-                    pg_loss, grad_lp = clipped_surrogate_grad(ratio, advantages, clip_coef)
+                    pg_loss, grad_lp = clipped_surrogate_grad(ratio, advantages.numpy(), clip_coef)
                 else:
-                    pg_loss, grad_lp = kl_penalty_surrogate_grad(ratio, advantages, self.kl_beta)
-                v_loss, grad_v = value_loss_grad(values, old_values, returns, vclip)
+                    pg_loss, grad_lp = kl_penalty_surrogate_grad(
+                        ratio, advantages.numpy(), self.kl_beta
+                    )
+                v_loss, grad_v = value_loss_grad(values, old_values.numpy(), returns.numpy(), vclip)
                 grad_ent = -cfg.ent_coef / obs.shape[0]
-                self.backprop.backward(grad_lp, grad_ent, grad_v.mul_(cfg.vf_coef))
-                return pg_loss, v_loss, ent.mean(), log_ratio
+                self.backprop.backward(grad_lp, grad_ent, grad_v * cfg.vf_coef)
+                return pg_loss, v_loss, float(ent.mean()), torch.from_numpy(log_ratio)
         # autograd: the reference the hand-written path is tested against
         assert self.value is not None
         entropy_grad = cfg.ent_coef > 0  # otherwise the entropy is only reported
@@ -327,7 +335,7 @@ class PPO(Trainer):
             loss = loss - cfg.ent_coef * entropy
         self.flat_params.grad.zero_()  # keeps the module grads as views of it
         loss.backward()
-        return pg_loss.detach(), v_loss.detach(), entropy.detach(), log_ratio.detach()
+        return pg_loss.item(), v_loss.item(), entropy.item(), log_ratio.detach()
 
     def _update(self) -> dict[str, float]:
         cfg = self.config
@@ -368,10 +376,8 @@ class PPO(Trainer):
         # 4. optimise
         B = b_obs.shape[0]
         b_tensors = (b_obs, b_actions, b_old_log_probs, b_advantages, b_values, b_returns)
-        # Per minibatch: policy loss, value loss, entropy (kept as tensors and read once at
-        # the end) and the gradient norm.
-        step_stats: list[Tensor] = []
-        grad_norms: list[float] = []
+        # Per minibatch: policy loss, value loss, entropy, gradient norm.
+        step_stats: list[tuple[float, float, float, float]] = []
         epochs = 0
         for epoch in range(cfg.n_epochs):
             # KL and clip fraction are needed every epoch only for the target-KL check;
@@ -392,14 +398,13 @@ class PPO(Trainer):
                 grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
                 # One check a step: a non-finite loss makes a non-finite gradient too.
                 if not math.isfinite(grad_norm):
-                    self.check_finite("policy loss", pg_loss)
-                    self.check_finite("value loss", v_loss)
+                    for name, x in (("policy loss", pg_loss), ("value loss", v_loss)):
+                        self.check_finite(name, torch.tensor(x))
                     self.check_finite("gradient norm", torch.tensor(grad_norm))
                 self.optimizer.step()
-                grad_norms.append(grad_norm)
+                step_stats.append((pg_loss, v_loss, entropy, grad_norm))
 
                 with torch.no_grad():
-                    step_stats.append(torch.stack([pg_loss, v_loss, entropy]))
                     if measure:
                         k1, k3 = approx_kl(log_ratio)
                         clipped = ((log_ratio.exp() - 1.0).abs() > clip_coef).float().mean()
@@ -412,8 +417,9 @@ class PPO(Trainer):
                     break
 
         # 5. report
-        pg_loss_mean, v_loss_mean, entropy_mean = torch.stack(step_stats).mean(0).tolist()
-        grad_norm_mean = math.fsum(grad_norms) / len(grad_norms)
+        pg_loss_mean, v_loss_mean, entropy_mean, grad_norm_mean = (
+            math.fsum(column) / len(step_stats) for column in zip(*step_stats, strict=True)
+        )
         metrics.update(
             {
                 "loss/policy": pg_loss_mean,
