@@ -4,10 +4,11 @@ Why by hand: PPO takes 20 gradient steps on 256 samples every update of the zoo 
 preset, and for nets this small autograd's bookkeeping (graph nodes, saved tensors, one
 backward kernel per forward op) costs as much as the arithmetic. The chain rule for an MLP is
 short enough to write down, and then each step is a handful of matmuls and some elementwise
-ops. This is PPO's CPU path (on CUDA it uses autograd): the matmuls go through torch (MKL,
-single-threaded as torch was told), everything elementwise through numpy on the same memory,
-since a numpy call on arrays this small costs about 1 us where a torch op costs 3-8 us of
-dispatch (and torch 2.13's CPU tanh is itself slow, see :func:`pglab.policies.tanh_`).
+ops. This is PPO's CPU path (on CUDA it uses autograd): the matmuls with a hidden dimension
+on both sides go through torch (MKL, single-threaded as torch was told), ``tanh`` through
+numpy's SIMD ufunc on the same memory, and every other chain of elementwise ops (output
+layers, heads, activation derivatives, bias sums) is one compiled kernel of
+:mod:`pglab.kernels`, where numpy would issue a dozen calls of 2-15 us each.
 ``python -m pglab bench --only training`` reports what it buys; ``tests/test_backprop.py``
 checks every function here against autograd on the same numbers.
 
@@ -34,79 +35,15 @@ Heads map the net output to ``log pi(a|s)`` and ``H(pi(.|s))`` and back:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pglab import kernels
 from pglab.policies import CategoricalMLP, GaussianMLP, ValueMLP, flat_parameter
 
 _LAYERS = (nn.Linear, nn.Tanh, nn.ReLU)
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def tanh_grad_(g: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``g *= 1 - h^2`` in place: dL/dz from dL/dh for  h = tanh(z)."""
-    d = h * h
-    np.subtract(1.0, d, out=d)
-    g *= d
-    return g
-
-
-@dataclass
-class HeadOutput:
-    """``log_prob`` and ``entropy`` ``[B]`` of the taken actions, and what backward needs."""
-
-    log_prob: np.ndarray
-    entropy: np.ndarray
-    saved: tuple[np.ndarray, ...]
-
-
-def categorical_head(logits: np.ndarray, actions: np.ndarray) -> HeadOutput:
-    """``log pi(a|s)`` and ``H`` from logits ``[B, A]`` and integer actions ``[B]``."""
-    z = logits - logits.max(-1, keepdims=True)  # log-sum-exp shifted by the max: no overflow
-    e = np.exp(z)
-    total = e.sum(-1, keepdims=True)
-    logp_all = z - np.log(total)
-    probs = e / total
-    rows = np.arange(len(actions))
-    entropy = -(probs * logp_all).sum(-1)
-    return HeadOutput(logp_all[rows, actions], entropy, (rows, actions, probs, logp_all))
-
-
-def categorical_head_backward(
-    head: HeadOutput, grad_log_prob: np.ndarray, grad_entropy: float
-) -> np.ndarray:
-    """dL/d logits ``[B, A]`` from  dL/d log pi(a_b|s_b) = ``grad_log_prob[b]`` and
-    dL/dH_b = ``grad_entropy`` (the same for every b; 0 when the entropy is only reported)."""
-    rows, actions, probs, logp_all = head.saved
-    grad = probs * -grad_log_prob[:, None]  # -pi_j g_b
-    grad[rows, actions] += grad_log_prob  # + g_b at j = a_b
-    if grad_entropy != 0.0:
-        grad -= grad_entropy * probs * (logp_all + head.entropy[:, None])
-    return grad
-
-
-def gaussian_head(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> HeadOutput:
-    """``log pi(a|s)`` and ``H`` of N(mean ``[B, D]``, exp(log_std ``[D]``)^2) at ``[B, D]``."""
-    inv_std = np.exp(-log_std)
-    u = (actions - mean) * inv_std
-    log_prob = (u * u * -0.5 - log_std - _HALF_LOG_2PI).sum(-1)
-    entropy = np.full(len(u), (0.5 + _HALF_LOG_2PI + log_std).sum(), dtype=log_prob.dtype)
-    return HeadOutput(log_prob, entropy, (u, inv_std))
-
-
-def gaussian_head_backward(
-    head: HeadOutput, grad_log_prob: np.ndarray, grad_entropy: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/d mean ``[B, D]``, dL/d log_std ``[D]``) given dL/d log pi ``[B]`` and dL/dH_b."""
-    u, inv_std = head.saved
-    g = grad_log_prob[:, None]
-    grad_mean = g * u * inv_std
-    grad_log_std = (g * (u * u - 1.0)).sum(0) + grad_entropy * len(u)
-    return grad_mean, grad_log_std
 
 
 class ActorCriticBackprop:
@@ -115,12 +52,15 @@ class ActorCriticBackprop:
 
     The hidden layers of the two nets run stacked: one ``baddbmm``/``bmm`` on weights laid out
     ``[2, out, in]`` (actor, critic) does both nets' layer, forward and backward, so every
-    hidden-layer op is issued once instead of twice. The stacked weights are not copies: the
-    constructor lays every parameter of both nets out in one flat buffer
+    hidden-layer product is issued once instead of twice. The stacked weights are not copies:
+    the constructor lays every parameter of both nets out in one flat buffer
     (:func:`pglab.policies.flat_parameter`), actor layer k next to critic layer k, and the
     ``[2, out, in]`` stacks are views of the same memory (data and grad) as the modules' own
     parameters. An optimiser over :attr:`flat` updates both nets, and the modules keep working
     unchanged (sampling, checkpoints, diagnostics).
+
+    Products with a hidden dimension on both sides go to torch (MKL); the output layers, the
+    heads and the activation derivatives are compiled kernels (:mod:`pglab.kernels`).
 
     ``forward(obs, actions)`` -> (log_prob, entropy, values), each ``[B]``;
     ``backward(grad_log_prob, grad_entropy, grad_values)`` writes the gradient of every
@@ -134,6 +74,7 @@ class ActorCriticBackprop:
         c_lin = [m for m in value.net if isinstance(m, nn.Linear)]
         self.policy = policy
         self.encode = policy.encode
+        self.categorical = type(policy) is CategoricalMLP
         self.relu = any(isinstance(m, nn.ReLU) for m in policy.net)
         order: list[nn.Parameter] = []
         for a, c in zip(a_lin[:-1], c_lin[:-1], strict=True):  # hidden: actor, critic adjacent
@@ -150,10 +91,18 @@ class ActorCriticBackprop:
             b = _flat_view(self.flat, offset, (2, 1, out_f))
             offset += 2 * out_f
             self.hidden.append((w, b))
-        self.pi_out, self.v_out = a_lin[-1], c_lin[-1]
-        # [x, h_1, ..., h_K]: the stacked input and output of each hidden layer, [2, B, .]
+        # numpy views (data, grad) of the output layers; the flat buffer never moves
+        pi_out, v_out = a_lin[-1], c_lin[-1]
+        self.W_pi, self.b_pi = _np(pi_out.weight), _np(pi_out.bias)
+        self.w_v, self.b_v = _np(v_out.weight)[0], _np(v_out.bias)
+        self.dW_pi, self.db_pi = pi_out.weight.grad.numpy(), pi_out.bias.grad.numpy()
+        self.dw_v, self.db_v = v_out.weight.grad.numpy()[0], v_out.bias.grad.numpy()
+        self.n_out = pi_out.weight.shape[0]
+        if not self.categorical:
+            self.log_std, self.d_log_std = _np(policy.log_std), policy.log_std.grad.numpy()
+        # [x, h_1, ..., h_K]: the input and the stacked output of each hidden layer, [2, B, .]
         self._acts: list[Tensor] = []
-        self._head: HeadOutput | None = None
+        self._saved: tuple[np.ndarray, ...] = ()
 
     @staticmethod
     def supports(policy: nn.Module, value: nn.Module | None) -> bool:
@@ -180,65 +129,66 @@ class ActorCriticBackprop:
 
         ``obs`` ``[B, ...]`` is a CPU tensor, ``actions`` ``[B]`` / ``[B, D]`` a numpy array."""
         x = self.encode(obs)
-        h = x.expand(2, *x.shape)  # actor and critic read the same input
-        self._acts = [h]
-        for w, b in self.hidden:
-            h = torch.baddbmm(b, h, w.transpose(1, 2))
-            z = h.numpy()
-            if self.relu:
-                np.maximum(z, 0.0, out=z)
-            else:
-                np.tanh(z, out=z)
-            self._acts.append(h)
-        # The output layers are tiny matmuls ([B, H] x [H, A]): numpy's are 2-3x cheaper here.
-        h_pi, h_v = h.numpy()
-        out = h_pi @ _np(self.pi_out.weight).T + _np(self.pi_out.bias)
-        values = h_v @ _np(self.v_out.weight)[0] + _np(self.v_out.bias)[0]
-        if type(self.policy) is CategoricalMLP:
-            self._head = categorical_head(out, actions)
+        self._acts = [x]
+        h_pi = h_v = x.numpy()
+        if self.hidden:
+            h = x.expand(2, *x.shape)  # actor and critic read the same input
+            for w, b in self.hidden:
+                h = torch.baddbmm(b, h, w.transpose(1, 2))
+                z = h.numpy()
+                if self.relu:
+                    np.maximum(z, 0.0, out=z)
+                else:
+                    np.tanh(z, out=z)
+                self._acts.append(h)
+            h_pi, h_v = h.numpy()
+        B = len(h_pi)
+        out = np.empty((B, self.n_out), dtype=np.float32)
+        values = np.empty(B, dtype=np.float32)
+        kernels.output_layers(h_pi, h_v, self.W_pi, self.b_pi, self.w_v, self.b_v, out, values)
+        log_prob = np.empty(B, dtype=np.float32)
+        entropy = np.empty(B, dtype=np.float32)
+        if self.categorical:
+            kernels.categorical_head(out, actions, out, log_prob, entropy)  # out: log pi(.|s)
         else:
-            log_std = self.policy.log_std.detach().numpy()
-            self._head = gaussian_head(out, log_std, actions)
-        return self._head.log_prob, self._head.entropy, values
+            kernels.gaussian_head(out, self.log_std, actions, out, log_prob, entropy)  # out: u
+        self._saved = (h_pi, h_v, out, entropy, actions)
+        return log_prob, entropy, values
 
     def backward(
         self, grad_log_prob: np.ndarray, grad_entropy: float, grad_values: np.ndarray
     ) -> None:
         """Write dL/dtheta for  dL/d log pi = ``grad_log_prob`` ``[B]``, dL/dH_b =
         ``grad_entropy`` (every b) and dL/dV = ``grad_values`` ``[B]`` of the last forward."""
-        head = self._head
-        assert head is not None, "forward() first"
-        if type(self.policy) is CategoricalMLP:
-            grad_out = categorical_head_backward(head, grad_log_prob, grad_entropy)
+        assert self._saved, "forward() first"
+        h_pi, h_v, saved, entropy, actions = self._saved
+        grad_out = np.empty_like(saved)
+        if self.categorical:
+            kernels.categorical_head_backward(
+                saved, entropy, actions, grad_log_prob, grad_entropy, grad_out
+            )
         else:
-            grad_out, grad_log_std = gaussian_head_backward(head, grad_log_prob, grad_entropy)
-            self.policy.log_std.grad.numpy()[:] = grad_log_std
-        h_pi, h_v = self._acts[-1].numpy()
-        np.matmul(grad_out.T, h_pi, out=self.pi_out.weight.grad.numpy())
-        np.sum(grad_out, 0, out=self.pi_out.bias.grad.numpy())
-        np.matmul(grad_values, h_v, out=self.v_out.weight.grad.numpy()[0])
-        self.v_out.bias.grad.numpy()[0] = grad_values.sum()
-        if not self.hidden:
-            return
-        g = torch.empty((2, *h_pi.shape), dtype=self._acts[-1].dtype)
+            kernels.gaussian_head_backward(
+                saved, self.log_std, grad_log_prob, grad_entropy, grad_out, self.d_log_std
+            )
+        B, H = h_pi.shape
+        g = torch.empty((2, B, H) if self.hidden else (2, 0, 0))
         g_np = g.numpy()
-        np.matmul(grad_out, _np(self.pi_out.weight), out=g_np[0])
-        np.multiply.outer(grad_values, _np(self.v_out.weight)[0], out=g_np[1])
+        kernels.output_layers_backward(
+            grad_out, grad_values, h_pi, h_v, self.W_pi, self.w_v,
+            self.dW_pi, self.db_pi, self.dw_v, self.db_v, g_np[0], g_np[1], bool(self.hidden),
+        )  # fmt: skip
         for k in range(len(self.hidden) - 1, -1, -1):
-            h = self._acts[k + 1].numpy()  # output of hidden layer k: g is dL/dh, make it dL/dz
-            if self.relu:
-                g_np *= h > 0
-            else:
-                tanh_grad_(g_np, h)
             w, b = self.hidden[k]
-            torch.sum(g, 1, keepdim=True, out=b.grad)  # numpy's strided sum is 2x slower
+            # g is dL/dh_k; make it dL/dz_k and take the bias gradient in the same pass
+            kernels.activation_backward(g_np, self._acts[k + 1].numpy(), b.grad.numpy(), self.relu)
             if k > 0:
                 torch.bmm(g.transpose(1, 2), self._acts[k], out=w.grad)
                 g = torch.bmm(g, w)
                 g_np = g.numpy()
             else:  # both nets read the same x: x^T g is one matmul ([in, B] @ [2, B, out]),
                 # where a bmm over the stride-0 expanded x is four times slower
-                w.grad.copy_(torch.matmul(self._acts[0][0].t(), g).transpose(1, 2))
+                w.grad.copy_(torch.matmul(self._acts[0].t(), g).transpose(1, 2))
 
 
 def _np(p: Tensor) -> np.ndarray:

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from pglab import kernels
+
 
 class FlatAdam:
     """Adam over a single flat parameter ``param`` ``[P]`` whose ``.grad`` is its gradient.
@@ -47,6 +49,13 @@ class FlatAdam:
         grad = self.param.grad
         assert grad is not None, "FlatAdam.step() before any gradient"
         self.steps += 1
+        if self.param.device.type == "cpu" and self.param.dtype == torch.float32:
+            # the same update in one compiled pass over the four buffers
+            kernels.adam_step_(
+                self.param.detach().numpy(), grad.numpy(), self.exp_avg.numpy(),
+                self.exp_avg_sq.numpy(), self.lr, self.beta1, self.beta2, self.eps, self.steps,
+            )  # fmt: skip
+            return
         self.exp_avg.lerp_(grad, 1.0 - self.beta1)
         self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
         bias_correction1 = 1.0 - self.beta1**self.steps

@@ -21,6 +21,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
+from pglab import kernels
 from pglab.envs import obs_dim
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -337,13 +338,14 @@ class NumpyActor:
             self._ptrs = ptrs
         return self._arrays
 
-    def sample(self, obs: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, obs: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Actions ``[B]`` (int64) or ``[B, D]`` (float32) and log pi(a|s) ``[B]`` (float32)
         for observations ``[B, ...]`` (float32; Discrete observations as indices).
 
-        The noise comes from ``generator`` exactly as in the torch path
-        (:meth:`pglab.algos.base.Trainer.sample_actions`): the same uniforms / normals in
-        the same order, so both paths draw the same actions from the same generator state.
+        ``noise`` is what the torch path (:meth:`pglab.algos.base.Trainer.sample_actions`)
+        uses: uniforms ``[B, A]`` for the categorical's Gumbel-max, normals ``[B, D]`` for the
+        Gaussian (:meth:`pglab.algos.base.Trainer.draw_noise`), so from the same noise both
+        paths draw the same actions.
         """
         if self.policy.encode.n is not None:
             h = np.eye(self.policy.encode.n, dtype=np.float32)[obs.astype(np.int64)]
@@ -359,15 +361,12 @@ class NumpyActor:
                     np.maximum(h, 0.0, out=h)
                 else:
                     np.tanh(h, out=h)
+        log_prob = np.empty(len(h), dtype=np.float32)
         if type(self.policy) is CategoricalMLP:
-            z = h - h.max(-1, keepdims=True)
-            logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
-            u = torch.rand(logp_all.shape, generator=generator).numpy()
-            np.maximum(u, np.finfo(np.float32).tiny, out=u)  # rand() can return 0
-            actions = (logp_all - np.log(-np.log(u))).argmax(-1)
-            return actions, logp_all[np.arange(len(actions)), actions]
+            actions = np.empty(len(h), dtype=np.int64)
+            kernels.categorical_sample(h, noise, actions, log_prob)
+            return actions, log_prob
         log_std = arrays[-1]
-        eps = torch.randn(h.shape, generator=generator).numpy()
-        actions = h + np.exp(log_std) * eps
-        log_prob = (-0.5 * eps * eps - log_std - _HALF_LOG_2PI).sum(-1)
+        actions = h + np.exp(log_std) * noise
+        log_prob = (-0.5 * noise * noise - log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from pglab import kernels
 from pglab.algos.ppo import (
     PPO,
     PPOConfig,
@@ -24,7 +25,6 @@ from pglab.algos.ppo import (
     value_loss,
     value_loss_grad,
 )
-from pglab.backprop import tanh_grad_
 from pglab.policies import ValueMLP, tanh_
 
 torch.set_num_threads(1)
@@ -46,13 +46,15 @@ def test_surrogate_gradients_equal_autograd() -> None:
     ratio = (lp - old).exp()
     assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
 
-    loss, grad = clipped_surrogate_grad(ratio.numpy(), adv.numpy(), 0.2)
+    log_ratio = (lp - old).numpy()
+    loss, grad, r = clipped_surrogate_grad(log_ratio, adv.numpy(), 0.2)
+    torch.testing.assert_close(torch.from_numpy(r), ratio)
     assert loss == pytest.approx(clipped_surrogate(ratio, adv, 0.2).item(), rel=1e-5)
     ref = _autograd_wrt_log_prob(lambda r: clipped_surrogate(r, adv, 0.2), lp, old)
     torch.testing.assert_close(torch.from_numpy(grad), ref)
     assert (grad == 0).any() and (grad != 0).any()  # both clipped and unclipped samples
 
-    loss, grad = kl_penalty_surrogate_grad(ratio.numpy(), adv.numpy(), 1.7)
+    loss, grad, _ = kl_penalty_surrogate_grad(log_ratio, adv.numpy(), 1.7)
     assert loss == pytest.approx(kl_penalty_surrogate(ratio, adv, 1.7).item(), rel=1e-5)
     ref = _autograd_wrt_log_prob(lambda r: kl_penalty_surrogate(r, adv, 1.7), lp, old)
     torch.testing.assert_close(torch.from_numpy(grad), ref)
@@ -71,6 +73,8 @@ def test_value_loss_gradient_equals_autograd(clip: float | None) -> None:
     assert loss == pytest.approx(ref_loss.item(), rel=1e-5)
     assert grad.dtype == np.float32
     torch.testing.assert_close(torch.from_numpy(grad), v.grad)
+    _, scaled = value_loss_grad(values.numpy(), old.numpy(), returns.numpy(), clip, 0.25)
+    torch.testing.assert_close(torch.from_numpy(scaled), 0.25 * v.grad)
 
 
 CASES = [
@@ -140,14 +144,18 @@ def test_tanh_in_place_matches_torch() -> None:
     assert math.isclose(float(tanh_(torch.tensor([0.5]))[0]), float(np.tanh(np.float32(0.5))))
 
 
-def test_tanh_gradient_in_place_matches_autograd() -> None:
+@pytest.mark.parametrize("relu", [False, True])
+def test_activation_backward_matches_autograd(relu: bool) -> None:
     z = torch.linspace(-4, 4, 512).reshape(2, 16, 16).requires_grad_()
     upstream = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(3))
-    torch.tanh(z).backward(upstream)
-    h = torch.tanh(z.detach())
+    act = torch.relu if relu else torch.tanh
+    act(z).backward(upstream)
+    h = act(z.detach())
     g = upstream.clone().numpy()
-    tanh_grad_(g, h.numpy())
+    bias_grad = np.full((2, 1, 16), np.nan, dtype=np.float32)
+    kernels.activation_backward(g, h.numpy(), bias_grad, relu)
     torch.testing.assert_close(torch.from_numpy(g), z.grad)
+    torch.testing.assert_close(torch.from_numpy(bias_grad), z.grad.sum(1, keepdim=True))
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,21 @@ def test_episode_batch_weights_hand():
         loo_baseline(G[:, :1], EM[:, :1])
     # inputs untouched (pure functions)
     assert torch.equal(ER[0], torch.tensor([1.0, 4.0, 0.0]))
+
+
+@pytest.mark.parametrize("gae_lambda", [0.0, 0.8, 1.0])
+def test_compiled_gae_equals_torch_gae(gae_lambda: float) -> None:
+    """The CPU trainers' compiled GAE (pglab.kernels.gae) is the same recursion as gae()."""
+    from pglab import kernels
+
+    g = torch.Generator().manual_seed(0)
+    T, N = 40, 5
+    r, v, nv = (torch.randn(T, N, generator=g) for _ in range(3))
+    term = torch.rand(T, N, generator=g) < 0.1
+    trunc = (torch.rand(T, N, generator=g) < 0.1) & ~term
+    ref = gae(r, v, nv, term, trunc, 0.97, gae_lambda)
+    out = kernels.gae(
+        r.numpy(), v.numpy(), nv.numpy(), term.numpy(), trunc.numpy(), 0.97, gae_lambda
+    )
+    assert out.dtype == r.numpy().dtype
+    torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-5, atol=1e-5)

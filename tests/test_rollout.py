@@ -18,6 +18,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 from pglab.algos.base import Trainer
 from pglab.config import BaseConfig, param
+from pglab.envs import make_vec
 from pglab.estimators import gae
 from pglab.rollout import RewardScaler, RunningMeanStd, segment_ids
 
@@ -161,3 +162,39 @@ def test_reward_scaler_by_hand() -> None:
     rms = RunningMeanStd(())
     rms.update(rets)
     np.testing.assert_allclose(out[:, 0], rewards[:, 0] / np.sqrt(rms.var + 1e-8), rtol=1e-6)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
+def test_lean_vector_env_steps_exactly_like_gymnasiums(env_id: str) -> None:
+    """pglab's SyncVectorEnv returns what gymnasium's does, infos included (FrozenLake's envs
+    return non-empty infos; CartPole's are empty; Pendulum's actions are Box)."""
+    ours = make_vec(env_id, 4, seed=0)
+    ref = gym.make_vec(
+        env_id,
+        num_envs=4,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
+    ref.action_space.seed(0)
+    o1, _ = ours.reset(seed=3)
+    o2, _ = ref.reset(seed=3)
+    np.testing.assert_array_equal(o1, o2)
+    ends = 0
+    for _ in range(300):
+        actions = ours.action_space.sample()
+        s1, s2 = ours.step(actions), ref.step(actions)
+        for a, b in zip(s1[:4], s2[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert s1[4].keys() == s2[4].keys()
+        for key, value in s1[4].items():
+            if key == "final_info":
+                assert value.keys() == s2[4][key].keys()
+            elif key == "final_obs":  # object arrays: the final observation where one ended
+                for i in np.flatnonzero(s1[4]["_final_obs"]):
+                    np.testing.assert_array_equal(value[i], s2[4][key][i])
+            else:
+                np.testing.assert_array_equal(value, s2[4][key])
+        ends += int(s1[2].sum() + s1[3].sum())
+    assert ends >= 4  # episodes ended inside the window, so auto-reset was exercised
+    ours.close()
+    ref.close()

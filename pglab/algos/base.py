@@ -26,6 +26,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from pglab import kernels
 from pglab.config import BaseConfig
 from pglab.envs import env_info, make_env, make_vec
 from pglab.estimators import gae
@@ -255,26 +256,40 @@ class Trainer(ABC):
             obs = self.obs_rms.normalize(obs)
         return torch.as_tensor(obs, device=self.device, dtype=torch.float32)
 
+    def draw_noise(self, shape: tuple[int, ...]) -> Tensor | None:
+        """The sampling noise of the MLP policies for ``shape`` = (..., B) observations, from the
+        trainer's generator: uniforms ``[..., B, A]`` (categorical) or normals ``[..., B, D]``
+        (Gaussian); None for other policies. A rollout draws its whole block at once (one
+        generator call instead of one per step), and both sampling paths consume it alike."""
+        policy, g = self.policy, self.generator
+        if type(policy) is CategoricalMLP:
+            n = policy.net[-1].out_features
+            return torch.rand((*shape, n), generator=g, device=self.device)
+        if type(policy) is GaussianMLP:
+            d = policy.log_std.shape[0]
+            return torch.randn((*shape, d), generator=g, device=self.device)
+        return None
+
     @torch.no_grad()
-    def sample_actions(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def sample_actions(self, obs: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sample ``a ~ pi(.|s)`` for a batch ``[B, ...]``; returns (actions, log pi(a|s) ``[B]``).
 
         The MLP policies take a fast path that builds no ``torch.distributions`` object (they
-        cost ~150 us a call, the largest share of a rollout step) and draws from the trainer's
-        own generator: Gumbel-max  a = argmax_a (log pi(a|s) + G_a),  G_a = -log(-log U_a),
-        for the categorical; a = mu + sigma * eps for the Gaussian. Other policies use
-        ``policy(obs).sample()``.
+        cost ~150 us a call, the largest share of a rollout step) and use ``noise`` from
+        :meth:`draw_noise` (drawn here when not given): Gumbel-max
+        a = argmax_a (log pi(a|s) + G_a),  G_a = -log(-log U_a),  for the categorical;
+        a = mu + sigma * eps for the Gaussian. Other policies use ``policy(obs).sample()``.
         """
-        policy, g = self.policy, self.generator
+        policy = self.policy
         if type(policy) is CategoricalMLP:
             logp_all = torch.log_softmax(policy.net(policy.encode(obs)), -1)
-            u = torch.rand(logp_all.shape, generator=g, device=logp_all.device)
-            u.clamp_(min=torch.finfo(u.dtype).tiny)  # rand() can return 0: log(0) = -inf
+            u = self.draw_noise(obs.shape[:1]) if noise is None else noise
+            u = u.clamp(min=torch.finfo(u.dtype).tiny)  # rand() can return 0: log(0) = -inf
             actions = (logp_all - torch.log(-torch.log(u))).argmax(-1)
             return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         if type(policy) is GaussianMLP:
             mean = policy.net(policy.encode(obs))
-            eps = torch.randn(mean.shape, generator=g, device=mean.device)
+            eps = self.draw_noise(obs.shape[:1]) if noise is None else noise
             actions = mean + policy.log_std.exp() * eps
             lp = (-0.5 * eps.pow(2) - policy.log_std - _HALF_LOG_2PI).sum(-1)
             return actions, lp
@@ -322,15 +337,20 @@ class Trainer(ABC):
             return self.obs_rms.normalize(obs)
         return np.asarray(obs, dtype=np.float32)
 
-    def sample_actions_np(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def sample_actions_np(
+        self, obs: np.ndarray, noise: Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`sample_actions` for numpy observations ``[B, ...]``, returning numpy arrays.
 
         On CPU the MLP policies sample through :class:`pglab.policies.NumpyActor` (a third of
         the time of the torch path, see there), with the same noise from the same generator.
         """
         if self._numpy_actor is not None:
-            return self._numpy_actor.sample(obs, self.generator)
-        actions, lp = self.sample_actions(torch.as_tensor(obs, device=self.device))
+            if noise is None:
+                noise = self.draw_noise(obs.shape[:1])
+            assert noise is not None
+            return self._numpy_actor.sample(obs, noise.numpy())
+        actions, lp = self.sample_actions(torch.as_tensor(obs, device=self.device), noise)
         return actions.cpu().numpy(), lp.cpu().numpy()
 
     def collect(self, n_steps: int) -> Batch:
@@ -351,10 +371,13 @@ class Trainer(ABC):
         act_buf: np.ndarray | None = None
         next_np: list[np.ndarray] = []
         obs_buf[0] = first
+        noise = self.draw_noise((T, N))
         for t in range(T):
             if t > 0:
                 obs_buf[t] = self.obs_array(obs)
-            actions, lp_buf[t] = self.sample_actions_np(obs_buf[t])
+            actions, lp_buf[t] = self.sample_actions_np(
+                obs_buf[t], None if noise is None else noise[t]
+            )
             if act_buf is None:
                 act_buf = np.empty((T, *actions.shape), dtype=actions.dtype)
             act_buf[t] = actions
@@ -389,7 +412,7 @@ class Trainer(ABC):
         assert self.value is not None, "gae_estimate needs a critic"
         both = self.value.predict(torch.cat([batch.obs, batch.next_obs]))  # one pass for two
         values, next_values = both[: batch.T], both[batch.T :]
-        advantages = gae(
+        args = (
             batch.rewards if rewards is None else rewards,
             values,
             next_values,
@@ -398,6 +421,12 @@ class Trainer(ABC):
             self.config.gamma,
             gae_lambda,
         )
+        if self.device.type == "cpu":  # the same recursion compiled: one call, not 3 T ops
+            advantages = torch.from_numpy(
+                kernels.gae(*(a.numpy() if isinstance(a, Tensor) else a for a in args))
+            )
+        else:
+            advantages = gae(*args)
         return values, advantages, advantages + values
 
     # -- using the trained policy ---------------------------------------------------------------

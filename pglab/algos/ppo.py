@@ -11,9 +11,10 @@ One update, in the order of the paper's Algorithm 1 (and of CleanRL's ``ppo.py``
                  (global gradient clipping; optional early stop when KL > target_kl)
     5. report    losses, entropy, KL (k1, k3), clip fraction, explained variance, ...
 
-On CPU the gradient of step 4 is written out by hand (:mod:`pglab.backprop`, with the
-``*_grad`` functions below) instead of taken by autograd: the same numbers (tests/test_backprop.py)
-in about half the time for nets this small; :meth:`PPO.loss_and_grad` holds both paths.
+On CPU the gradient of step 4 is written out by hand (:mod:`pglab.backprop`, with the loss
+gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the same numbers
+(tests/test_backprop.py) in about a fifth of the time for nets this small;
+:meth:`PPO.loss_and_grad` holds both paths.
 
 Two policy objectives (``variant``):
   - "clip":       L = -E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]          (PPO-Clip, eq. 7)
@@ -32,10 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pglab import kernels
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.kernels import clipped_surrogate_grad, kl_penalty_surrogate_grad
 from pglab.optim import FlatAdam
 from pglab.rollout import RewardScaler, segment_ids
 
@@ -163,24 +166,6 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_coef: float) -> Tensor:
     return torch.dot(torch.clamp(ratio, lo, hi), adv * (-1.0 / adv.numel()))
 
 
-def clipped_surrogate_grad(
-    ratio: np.ndarray, adv: np.ndarray, clip_coef: float
-) -> tuple[float, np.ndarray]:
-    """:func:`clipped_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``, on
-    numpy arrays ``[B]`` (the CPU path of :mod:`pglab.backprop`).
-
-    dL/dr_b = -A_b / B where the clamp lets r_b through (bounds included, as in autograd's
-    clamp) and 0 where it holds r_b at a bound; and  dr/d log pi = r, so
-    dL/d log pi_b = -A_b r_b / B  or 0. Returns ``(loss, grad [B])``.
-    """
-    # clip(r) per sample, as above: min(r, 1+eps) where A > 0, max(r, 1-eps) elsewhere
-    clipped = np.where(
-        adv > 0, np.minimum(ratio, 1.0 + clip_coef), np.maximum(ratio, 1.0 - clip_coef)
-    )
-    scaled_adv = adv * (-1.0 / adv.size)
-    return float(clipped @ scaled_adv), scaled_adv * ratio * (clipped == ratio)
-
-
 def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
     """PPO-Penalty policy loss  L = -E[r A] + beta * KL(pi_old || pi_theta)  (paper eq. 8).
 
@@ -189,17 +174,6 @@ def kl_penalty_surrogate(ratio: Tensor, adv: Tensor, beta: float) -> Tensor:
     """
     kl = ((ratio - 1.0) - torch.log(ratio)).mean()
     return -(ratio * adv).mean() + beta * kl
-
-
-def kl_penalty_surrogate_grad(
-    ratio: np.ndarray, adv: np.ndarray, beta: float
-) -> tuple[float, np.ndarray]:
-    """:func:`kl_penalty_surrogate` and its gradient with respect to ``log pi_theta(a_b|s_b)``,
-    on numpy arrays ``[B]``: dL/dr_b = (-A_b + beta (1 - 1/r_b)) / B and dr/d log pi = r, so
-    dL/d log pi_b = (beta (r_b - 1) - A_b r_b) / B. Returns ``(loss, grad [B])``."""
-    kl = float(np.mean((ratio - 1.0) - np.log(ratio)))
-    loss = -float(np.mean(ratio * adv)) + beta * kl
-    return loss, (beta * (ratio - 1.0) - adv * ratio) / ratio.size
 
 
 def value_loss(
@@ -215,32 +189,29 @@ def value_loss(
 
 
 def value_loss_grad(
-    values: np.ndarray, old_values: np.ndarray, returns: np.ndarray, clip_coef: float | None
+    values: np.ndarray,
+    old_values: np.ndarray,
+    returns: np.ndarray,
+    clip_coef: float | None,
+    scale: float = 1.0,
 ) -> tuple[float, np.ndarray]:
-    """:func:`value_loss` and its gradient dL/dV ``[B]``, on numpy arrays.
-
-    Unclipped: 2 (V - R) / B. Clipped: the gradient of the larger of the two squared errors,
-    halved between them where they are equal (autograd's rule for ``max``); the clipped one
-    passes gradient only while |V - V_old| <= eps.
-    """
-    n = values.size
-    diff = values - returns
-    if clip_coef is None:
-        return float(diff @ diff) / n, diff * (2.0 / n)
-    delta = values - old_values
-    diff_clipped = old_values + np.clip(delta, -clip_coef, clip_coef) - returns
-    err, err_clipped = diff * diff, diff_clipped * diff_clipped
-    inside = np.abs(delta) <= clip_coef
-    w = np.where(err > err_clipped, 1.0, np.where(err < err_clipped, 0.0, 0.5))
-    grad = (w * diff + (1.0 - w) * inside * diff_clipped) * (2.0 / n)
-    return float(np.maximum(err, err_clipped).mean()), grad.astype(values.dtype)
+    """:func:`value_loss` and ``scale`` x its gradient dL/dV ``[B]``, on numpy arrays (the CPU
+    path; compiled in :func:`pglab.kernels.value_loss_grad`, which has the equations)."""
+    clipped = clip_coef is not None
+    return kernels.value_loss_grad(
+        values, old_values, returns, clip_coef if clipped else 0.0, clipped, scale
+    )
 
 
 def clip_grad_norm(grad: Tensor, max_norm: float | None) -> float:
     """Scale the flat gradient ``grad`` ``[P]`` in place to norm <= ``max_norm``; returns the
     norm before clipping. The factor is  min(1, max_norm / (|g| + 1e-6)), as in
-    ``torch.nn.utils.clip_grad_norm_`` (which costs several times more per call). The norm is
-    read as a Python float: the caller checks it for NaN every step anyway."""
+    ``torch.nn.utils.clip_grad_norm_`` (which costs several times more per call). On CPU one
+    compiled pass (:func:`pglab.kernels.clip_grad_norm_`). The norm is read as a Python
+    float: the caller checks it for NaN every step anyway."""
+    if grad.device.type == "cpu":
+        clip = max_norm is not None
+        return kernels.clip_grad_norm_(grad.numpy(), max_norm if clip else 0.0, clip)
     norm = float(torch.linalg.vector_norm(grad))
     if max_norm is not None and math.isfinite(norm):
         coef = max_norm / (norm + 1e-6)
@@ -311,16 +282,16 @@ class PPO(Trainer):
             with torch.no_grad():
                 log_prob, ent, values = self.backprop.forward(obs, actions.numpy())
                 log_ratio = log_prob - old_log_probs.numpy()
-                ratio = np.exp(log_ratio)
+                adv = advantages.numpy()
                 if cfg.variant == "clip":
-                    pg_loss, grad_lp = clipped_surrogate_grad(ratio, advantages.numpy(), clip_coef)
+                    pg_loss, grad_lp, _ = clipped_surrogate_grad(log_ratio, adv, clip_coef)
                 else:
-                    pg_loss, grad_lp = kl_penalty_surrogate_grad(
-                        ratio, advantages.numpy(), self.kl_beta
-                    )
-                v_loss, grad_v = value_loss_grad(values, old_values.numpy(), returns.numpy(), vclip)
+                    pg_loss, grad_lp, _ = kl_penalty_surrogate_grad(log_ratio, adv, self.kl_beta)
+                v_loss, grad_v = value_loss_grad(
+                    values, old_values.numpy(), returns.numpy(), vclip, cfg.vf_coef
+                )
                 grad_ent = -cfg.ent_coef / obs.shape[0]
-                self.backprop.backward(grad_lp, grad_ent, grad_v * cfg.vf_coef)
+                self.backprop.backward(grad_lp, grad_ent, grad_v)
                 return pg_loss, v_loss, float(ent.mean()), torch.from_numpy(log_ratio)
         # autograd: the reference the hand-written path is tested against
         assert self.value is not None
