@@ -116,20 +116,26 @@ def activation_backward(g, h, db, relu):  # pragma: no cover - compiled
 
 # -- policy heads ----------------------------------------------------------------------------
 @_kernel
+def _row_logsumexp(logits, i):  # pragma: no cover - compiled
+    """log sum_a exp(logits[i, a]), shifted by the row's max so nothing overflows."""
+    m = logits[i, 0]
+    for a in range(1, logits.shape[1]):
+        m = max(m, logits[i, a])
+    total = 0.0
+    for a in range(logits.shape[1]):
+        total += math.exp(logits[i, a] - m)
+    return m + math.log(total)
+
+
+@_kernel
 def categorical_head(logits, actions, logp_all, log_prob, entropy):  # pragma: no cover
     """Softmax policy from ``logits`` ``[B, A]`` and integer ``actions`` ``[B]``:
 
-    log pi(.|s) = z - logsumexp(z)  -> logp_all [B, A]     (shifted by max z: no overflow)
+    log pi(.|s) = z - logsumexp(z)  -> logp_all [B, A]
     log_prob = log pi(a|s) [B],     entropy = -sum_a pi_a log pi_a [B]"""
     B, A = logits.shape
     for i in range(B):
-        m = logits[i, 0]
-        for a in range(1, A):
-            m = max(m, logits[i, a])
-        total = 0.0
-        for a in range(A):
-            total += math.exp(logits[i, a] - m)
-        lse = m + math.log(total)
+        lse = _row_logsumexp(logits, i)
         ent = 0.0
         for a in range(A):
             lp = logits[i, a] - lse
@@ -204,13 +210,7 @@ def categorical_sample(logits, uniforms, actions, log_prob):  # pragma: no cover
     ``uniforms`` ``[B, A]``; writes ``actions`` ``[B]`` and their ``log_prob`` ``[B]``."""
     B, A = logits.shape
     for i in range(B):
-        m = logits[i, 0]
-        for a in range(1, A):
-            m = max(m, logits[i, a])
-        total = 0.0
-        for a in range(A):
-            total += math.exp(logits[i, a] - m)
-        lse = m + math.log(total)
+        lse = _row_logsumexp(logits, i)
         best, best_a = -math.inf, 0
         for a in range(A):
             key = logits[i, a] - lse - math.log(-math.log(max(uniforms[i, a], _TINY)))

@@ -207,6 +207,9 @@ def test_clip_grad_norm_matches_torch() -> None:
     small = torch.tensor([0.1, 0.2])
     assert clip_grad_norm(small, 0.5) == pytest.approx(math.sqrt(0.05))
     assert small.tolist() == pytest.approx([0.1, 0.2])  # under the max: untouched
+    big = torch.tensor([30.0, 40.0])
+    assert clip_grad_norm(big, None) == pytest.approx(50.0)  # no clipping: the norm alone
+    assert big.tolist() == [30.0, 40.0]
 
 
 # -- smoke runs ------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ Sections (each returns its figures under its name):
   steps, batch 256, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus, CPU) runs alternating
   with ours, seed by seed, and the SPS ratio is printed. Both run with one torch thread.
   Targets: solved within 40k steps in 3/3 seeds; SPS >= 3x SB3's.
-- ``ppo_cartpole_seeds``: the same preset over 16 seeds, each until solved (or 60k steps),
-  pglab and SB3 alternating: how many env steps each library's runs need, in distribution.
+- ``ppo_cartpole_seeds``: the same preset over 16 seeds (``--seeds N`` when run as a module),
+  each until solved (or 60k steps), pglab and SB3 alternating: how many env steps each
+  library's runs need, in distribution.
 - ``grad_diag_cost``: PPO update time (collect + learn) with the gradient-variance diagnostic
   on vs off, two trainers alternating update by update. Target: <= 25% extra.
 - ``ppo_pendulum``: ``ppo-pendulum-zoo``, 200k steps, 3 seeds. Target: from about -1200 to
@@ -41,6 +42,7 @@ from pglab.presets import get_preset
 
 Log = Callable[[str], None]
 SEEDS = (0, 1, 2)
+SEED_STUDY_SEEDS = 16  # ppo_cartpole_seeds; `--seeds N` when run as a module
 
 
 def _train(
@@ -221,7 +223,7 @@ def ppo_cartpole_seeds(quick: bool, log: Log) -> dict[str, Any]:
     for pglab. This section shows the distribution both libraries draw from: each seed trains
     (schedules over the preset's 100k steps) until solved or 60k steps.
     """
-    seeds = list(range(4 if quick else 16))
+    seeds = list(range(4 if quick else SEED_STUDY_SEEDS))
     cap, preset = 60_000, get_preset("ppo-cartpole-zoo")
     steps: dict[str, list[int | None]] = {"pglab": [], "sb3": []}
     for seed in seeds:
@@ -374,10 +376,15 @@ def run(quick: bool, log: Log, only: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-if __name__ == "__main__":  # python -m pglab.benchmarks.training [section ...]
+if __name__ == "__main__":  # python -m pglab.benchmarks.training [section ...] [--seeds N]
     import json
     import sys
 
-    picked = sys.argv[1:] or None
+    args = sys.argv[1:]
+    if "--seeds" in args:
+        i = args.index("--seeds")
+        SEED_STUDY_SEEDS = int(args[i + 1])
+        del args[i : i + 2]
+    picked = args or None
     res = run(quick=False, log=lambda s: print(s, flush=True), only=picked)
     print(json.dumps(res))
