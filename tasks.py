@@ -45,6 +45,8 @@ def setup(requirements: str) -> None:
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     _sh(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", req)
+    # Compile the CPU training kernels now (cached on disk), not during the first run.
+    _sh(PY, "-c", "import pglab.algos; pglab.algos.warm_up()")
     stamp.write_text(digest.hexdigest())
 
 

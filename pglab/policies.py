@@ -300,8 +300,10 @@ class NumpyActor:
     the env), while the same arithmetic in numpy takes about 30 us: the largest single cost of
     a PPO rollout on CartPole besides the env. The weights are zero-copy numpy views of the
     torch parameters, checked at every call, so optimiser steps, checkpoint loads and TRPO's
-    parameter assignment all show through. Sampling is the torch path's, noise included: categorical by
-    Gumbel-max  a = argmax_a (log pi(a|s) + G_a),  Gaussian  a = mu + sigma eps.
+    parameter assignment all show through. Sampling is the torch path's, noise included:
+    categorical by Gumbel-max  a = argmax_a (log pi(a|s) + G_a)  (the softmax and the argmax
+    in one compiled kernel, :func:`pglab.kernels.categorical_sample`), Gaussian
+    a = mu + sigma eps.
     ``tests/test_ppo.py`` checks it against ``torch.distributions`` and the torch path.
     """
 

@@ -222,7 +222,9 @@ def _flow(page, base: str) -> None:
     for _ in range(2):
         runs.locator('[role="combobox"]').first.click()
         page.get_by_role("option").filter(has_text="stopped").first.click()
-    page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+        _settle(page)  # each pick reruns the page: the next pick must not race that rerun
+    _wait_for(lambda: runs.get_by_text("stopped").count() >= 2, 30, "both runs in the Runs picker")
     traces = _wait_for(
         lambda: (
             (t := page.evaluate(_TRACES, "Return")) and any(x["fill"] == "toself" for x in t) and t
