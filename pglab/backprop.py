@@ -72,7 +72,6 @@ class ActorCriticBackprop:
         assert self.supports(policy, value)
         a_lin = [m for m in policy.net if isinstance(m, nn.Linear)]
         c_lin = [m for m in value.net if isinstance(m, nn.Linear)]
-        self.policy = policy
         self.encode = policy.encode
         self.categorical = type(policy) is CategoricalMLP
         self.relu = any(isinstance(m, nn.ReLU) for m in policy.net)

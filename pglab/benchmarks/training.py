@@ -354,22 +354,28 @@ SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
 }
 
 
-def _warm_up() -> None:
+def _warm_up(sb3: bool) -> None:
     """One short run of each library before anything is timed: pglab's compiled kernels are
-    loaded from the on-disk cache (or compiled, ~4 s, the first time on a machine) and SB3's
-    modules imported, so neither library's one-time start-up lands in a timed section."""
+    loaded from the on-disk cache (or compiled, ~4 s, the first time on a machine) and, when
+    a section compares against SB3, SB3's modules imported, so neither library's one-time
+    start-up lands in a timed section."""
     warm_up()
-    _sb3_ppo(0, 256)
+    if sb3:
+        _sb3_ppo(0, 256)
 
 
 def run(quick: bool, log: Log, only: list[str] | None = None) -> dict[str, Any]:
     """Run the sections (``only`` picks some by name); one torch thread, as the targets assume."""
     torch.set_num_threads(1)
-    _warm_up()
+    picked = [
+        name
+        for name, (_, in_quick) in SECTIONS.items()
+        if (name in only if only is not None else in_quick or not quick)
+    ]
+    _warm_up(sb3=any(name in ("ppo_cartpole", "ppo_cartpole_seeds") for name in picked))
     results: dict[str, Any] = {}
-    for name, (fn, in_quick) in SECTIONS.items():
-        if (only is not None and name not in only) or (only is None and quick and not in_quick):
-            continue
+    for name in picked:
+        fn = SECTIONS[name][0]
         log(f"-- {name}")
         t0 = time.perf_counter()
         results[name] = fn(quick, log)
