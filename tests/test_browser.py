@@ -189,7 +189,9 @@ def _flow(page, base: str) -> None:
     _choose(page, "Algorithm", "PPO")
     _settle(page)
     _fill(page, "Seeds", "2")
-    _fill(page, "Step budget", "200000")
+    # a budget no run finishes while the test watches (PPO trains ~15k steps a second here),
+    # so the Stop buttons below always have runs to stop
+    _fill(page, "Step budget", "5000000")
     page.get_by_role("button", name="Launch").click()
     _settle(page)
     # a launch refused by validation shows "field: value is out of range / not allowed"
