@@ -266,6 +266,7 @@ def run_foreground(
     *,
     name: str | None = None,
     group: str | None = None,
+    launch: str | None = None,
     on_end: Callable[[Trainer], None] | None = None,
 ) -> RunRecord:
     """Train in the calling thread, recording the run in ``store`` exactly as a background run.
@@ -287,6 +288,7 @@ def run_foreground(
         device=device,
         name=name,
         group=group,
+        launch=launch,
     )
     run = _Run(run_id, algo, cfg, seed, device)
     trainer = _train(run, store, on_update)
@@ -324,8 +326,12 @@ class Registry:
         device: str = "cpu",
         name: str | None = None,
         group: str | None = None,
+        launch: str | None = None,
     ) -> str:
         """Validate, record and start (or queue) a run; returns its id.
+
+        ``launch`` (see :func:`pglab.store.new_launch_id`) ties the runs of one click, ladder
+        or sweep trial together; without it the run is a launch of its own.
 
         Raises ``ValueError`` naming the field for an invalid algo, config, seed or device;
         nothing is stored and no thread starts in that case.
@@ -339,6 +345,7 @@ class Registry:
             device=device,
             name=name,
             group=group,
+            launch=launch,
         )
         with self._lock:
             self._runs[run_id] = _Run(run_id, algo, cfg, seed, device)

@@ -9,7 +9,13 @@ Layout (stdlib :mod:`sqlite3`, WAL mode so readers never block the writer)::
     schema_version(version)
     runs(id, name, algo, env_id, config JSON, seed, device, status, error, run_group,
          created_at, started_at, ended_at, version, pid, proc_start, host,
-         env_steps, total_steps, final_return)
+         env_steps, total_steps, final_return,
+         launch, worker_pid, worker_host)                -- schema 2
+
+``launch`` is the id of the launch a run belongs to: one Launch click, one ladder, one CLI
+invocation (``train --seeds 0-4``) or one sweep trial. ``worker_pid``/``worker_host`` name the
+process that trained the run (the engine thread's process, or a Ray worker). Older stores are
+migrated in place when opened (columns added, nothing rewritten).
     metrics(run_id, update_idx, data JSON)      -- one wide row per update
 
 Metrics are stored wide (one JSON object per update) rather than long (one row per metric):
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
 
     from pglab.config import BaseConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("queued", "running", "paused", "stopped", "finished", "failed", "interrupted")
 ACTIVE_STATUSES = frozenset({"queued", "running", "paused"})
 TERMINAL_STATUSES = frozenset({"stopped", "finished", "failed", "interrupted"})
@@ -86,7 +92,10 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     env_steps INTEGER NOT NULL DEFAULT 0,
     total_steps INTEGER NOT NULL DEFAULT 0,
-    final_return REAL
+    final_return REAL,
+    launch TEXT,
+    worker_pid INTEGER,
+    worker_host TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -99,14 +108,25 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 _RUN_COLUMNS = (
     "id, name, algo, env_id, config, seed, device, status, error, run_group, created_at, "
-    "started_at, ended_at, version, env_steps, total_steps, final_return"
+    "started_at, ended_at, version, env_steps, total_steps, final_return, launch, worker_pid, "
+    "worker_host"
 )
+
+# Columns added after schema 1, with their SQL types: opening an older store adds them.
+_MIGRATIONS: dict[int, tuple[tuple[str, str], ...]] = {
+    2: (("launch", "TEXT"), ("worker_pid", "INTEGER"), ("worker_host", "TEXT")),
+}
 
 # One lock per database file for the whole process: sqlite serialises writers anyway, but
 # waiting on a Python lock is cheaper than sqlite's sleep-and-retry busy handler and makes
 # in-process writers (the engine's threads) strictly first come, first served.
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def new_launch_id() -> str:
+    """A fresh launch id (``L`` + 8 hex digits): every run a launch starts carries it."""
+    return "L" + secrets.token_hex(4)
 
 
 def default_store_path() -> Path:
@@ -138,6 +158,9 @@ class RunRecord:
     env_steps: int
     total_steps: int
     final_return: float | None  # latest rollout/return_last20; None before any episode ended
+    launch: str | None = None  # the launch (click, ladder, CLI call, sweep trial) it came from
+    worker_pid: int | None = None  # the process that trained it
+    worker_host: str | None = None
 
     @property
     def active(self) -> bool:
@@ -168,6 +191,9 @@ class RunRecord:
             "env_steps": self.env_steps,
             "total_steps": self.total_steps,
             "final_return": self.final_return,
+            "launch": self.launch,
+            "worker_pid": self.worker_pid,
+            "worker_host": self.worker_host,
         }
 
 
@@ -325,6 +351,19 @@ class Store:
                     f"store: {self.path} has schema version {row[0]}, newer than this pglab "
                     f"({SCHEMA_VERSION}); upgrade pglab or use another --store"
                 )
+            elif row[0] < SCHEMA_VERSION:
+                self._migrate(conn, int(row[0]))
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (in the open write)."""
+        have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for column, sql_type in _MIGRATIONS.get(step, ()):
+                if column not in have:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     def mark_interrupted(self) -> list[str]:
         """Mark runs whose owning process has died ``interrupted``; returns their ids."""
@@ -359,12 +398,15 @@ class Store:
         device: str,
         name: str | None = None,
         group: str | None = None,
+        launch: str | None = None,
         status: str = "queued",
     ) -> str:
         """Insert a new run owned by this process; returns its id (8 hex digits).
 
         Without a ``group``, runs of the same algorithm and config (seeds aside) share one,
         so seeds trained one by one from the CLI still form a band on the Compare page.
+        ``launch`` is the id of the launch the run belongs to (:func:`new_launch_id`); without
+        one the run is a launch of its own.
         """
         _check_status(status)
         if group is None:
@@ -378,8 +420,9 @@ class Store:
                 with self._write() as conn:
                     conn.execute(
                         "INSERT INTO runs (id, name, algo, env_id, config, seed, device, status, "
-                        "run_group, created_at, version, pid, proc_start, host, total_steps) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "run_group, created_at, version, pid, proc_start, host, total_steps, "
+                        "launch, worker_pid, worker_host) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             run_id,
                             name or f"{algo}-{env_id}-s{seed}-{run_id[:4]}",
@@ -396,6 +439,9 @@ class Store:
                             self._marker,
                             self._host,
                             total,
+                            launch or f"L{run_id}",
+                            os.getpid(),
+                            self._host,
                         ),
                     )
                 return run_id
@@ -417,6 +463,14 @@ class Store:
             )
             if cur.rowcount == 0:
                 raise ValueError(f"run: {run_id!r} is not in the store {self.path}")
+
+    def set_worker(self, run_id: str, pid: int, host: str) -> None:
+        """Record the process that trains the run (a Ray worker's, say, not the driver's)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET worker_pid = ?, worker_host = ? WHERE id = ?",
+                (int(pid), str(host), run_id),
+            )
 
     def append_metrics(self, run_id: str, rows: list[dict[str, float]]) -> None:
         """Append update rows (one dict per update) in one transaction.
@@ -670,4 +724,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         env_steps=row[14],
         total_steps=row[15],
         final_return=row[16],
+        launch=row[17],
+        worker_pid=row[18],
+        worker_host=row[19],
     )

@@ -397,3 +397,37 @@ def test_runs_without_a_group_are_grouped_by_config(tmp_path):
     groups = {r.id: r.group for r in store.list_runs()}
     assert groups[a] == groups[b] != groups[c]
     assert groups[a].startswith("ppo · CartPole-v1 · config ") and groups[d] == "mine"
+
+
+def test_schema_1_store_is_migrated_in_place(tmp_path):
+    """A store written by schema 1 (no launch/worker columns) opens, keeps its runs, gains them."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+        CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, algo TEXT NOT NULL,
+            env_id TEXT NOT NULL, config TEXT NOT NULL, seed INTEGER NOT NULL,
+            device TEXT NOT NULL, status TEXT NOT NULL, error TEXT, run_group TEXT,
+            created_at REAL NOT NULL, started_at REAL, ended_at REAL, version TEXT NOT NULL,
+            pid INTEGER, proc_start TEXT, host TEXT, env_steps INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER NOT NULL DEFAULT 0, final_return REAL);
+        CREATE TABLE metrics (run_id TEXT NOT NULL, update_idx INTEGER NOT NULL,
+            data TEXT NOT NULL, PRIMARY KEY (run_id, update_idx)) WITHOUT ROWID;
+        INSERT INTO runs VALUES ('abcd1234', 'old', 'ppo', 'CartPole-v1', '{}', 3, 'cpu',
+            'finished', NULL, 'g', 1.0, 1.0, 2.0, '0.0.1', NULL, NULL, NULL, 10, 10, 9.5);
+        """
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    old = store.get_run("abcd1234")
+    assert old is not None and old.seed == 3 and old.final_return == 9.5 and old.launch is None
+    new_id = store.create_run(algo="ppo", env_id="CartPole-v1", config={}, seed=0, device="cpu")
+    new = store.get_run(new_id)
+    assert new.launch == f"L{new_id}" and new.worker_pid == os.getpid()
+    version = sqlite3.connect(path).execute("SELECT MAX(version) FROM schema_version").fetchone()
+    assert version[0] == 2

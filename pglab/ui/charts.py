@@ -1,0 +1,155 @@
+"""Chart helpers: plotly ``go.Scatter`` figures of fixed height, at most :data:`MAX_POINTS`
+points a trace, drawn under a stable key; seed bands; metric captions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from pglab import metrics as M
+from pglab.ui.common import CHART_HEIGHT, COLORS, MAX_POINTS, PLOTLY_CONFIG
+
+
+# -- charts --------------------------------------------------------------------------------------
+def downsample(
+    x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every k-th point (plus the last) so a trace has at most ``max_points`` points."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    idx = np.unique(np.r_[np.linspace(0, n - 1, max_points - 1).astype(np.int64), n - 1])
+    return x[idx], y[idx]
+
+
+def rgba(color: str, alpha: float) -> str:
+    c = color.lstrip("#")
+    r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def base_layout(title: str, x_title: str, y_title: str, log_y: bool, height: int) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
+        "xaxis": {"title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}, "type": "log" if log_y else "linear"}
+        | ({"dtick": 1, "exponentformat": "power"} if log_y else {}),
+        "legend": {"orientation": "h", "y": -0.25, "x": 0},
+        "hovermode": "x unified",
+        "uirevision": title,  # keep the user's zoom across live updates
+    }
+
+
+def line_figure(
+    traces: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    x_title: str = "env steps",
+    y_title: str = "",
+    log_y: bool = False,
+    height: int = CHART_HEIGHT,
+    hline: float | None = None,
+) -> go.Figure:
+    """Lines from ``traces`` (dicts: x, y, name, color; optional width, opacity, showlegend)."""
+    data = []
+    for t in traces:
+        x, y = downsample(np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float))
+        if log_y:
+            y = np.where(y > 0, y, np.nan)  # log axes cannot show <= 0
+        data.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": y,
+                "name": t["name"],
+                "mode": "lines",
+                "line": {"color": t["color"], "width": t.get("width", 2)},
+                "opacity": t.get("opacity", 1.0),
+                "showlegend": t.get("showlegend", True),
+                "legendgroup": t.get("legendgroup", t["name"]),
+                "connectgaps": True,
+            }
+        )
+    layout = base_layout(title, x_title, y_title, log_y, height)
+    if hline is not None:  # in the layout dict: add_hline() deep-copies the whole figure
+        layout["shapes"] = [
+            {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": hline, "y1": hline,
+             "line": {"dash": "dot", "color": "gray", "width": 1}}
+        ]  # fmt: skip
+        layout["annotations"] = [
+            {"xref": "paper", "x": 1, "y": hline, "text": "solved", "showarrow": False,
+             "xanchor": "right", "yanchor": "bottom", "font": {"color": "gray"}}
+        ]  # fmt: skip
+    # The traces are plain, well-formed dicts: skipping plotly's per-property validation
+    # (as plotly.express does) halves the cost of a live rerun's ten charts.
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def band_figure(
+    bands: Sequence[Any],
+    *,
+    title: str,
+    x_title: str = "env steps",
+    y_title: str = "",
+    log_y: bool = False,
+    height: int = 420,
+    hline: float | None = None,
+) -> go.Figure:
+    """Mean line and shaded 95% band per group (:class:`pglab.compare.Band`)."""
+    data = []
+    for k, b in enumerate(bands):
+        color = COLORS[k % len(COLORS)]
+        x, mean = downsample(b.x, b.mean)
+        _, low = downsample(b.x, b.low)
+        _, high = downsample(b.x, b.high)
+        if log_y:
+            low = np.where(low > 0, low, np.nan)
+        ok = np.isfinite(low) & np.isfinite(high)
+        if ok.any():
+            data.append(
+                go.Scatter(
+                    x=np.r_[x[ok], x[ok][::-1]],
+                    y=np.r_[high[ok], low[ok][::-1]],
+                    fill="toself",
+                    fillcolor=rgba(color, 0.18),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=b.group,
+                    name=f"{b.group} 95% CI",
+                )
+            )
+        data.append(
+            go.Scatter(
+                x=x,
+                y=mean,
+                mode="lines",
+                name=f"{b.group} (n={int(b.n.max())})",
+                line={"color": color, "width": 2},
+                legendgroup=b.group,
+            )
+        )
+    layout = base_layout(title, x_title, y_title, log_y, height)
+    layout["legend"] = {"orientation": "v", "x": 1.01, "y": 1}
+    layout["margin"]["r"] = 10
+    fig = go.Figure(data=data, layout=layout)
+    if hline is not None:
+        fig.add_hline(y=hline, line_dash="dot", line_color="gray", annotation_text="threshold")
+    return fig
+
+
+def show_chart(fig: go.Figure, key: str) -> None:
+    """Draw at the figure's fixed height under a stable key (no remount, no flicker)."""
+    st.plotly_chart(
+        fig, key=key, height=int(fig.layout.height or CHART_HEIGHT), config=PLOTLY_CONFIG
+    )
+
+
+def caption_for(name: str) -> str:
+    return M.describe(name) or name

@@ -1,0 +1,163 @@
+"""Gradient Lab helpers: the policy picker, the estimator study, sweeps and their charts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pglab.ui.charts import base_layout, line_figure
+from pglab.ui.common import COLORS, _registry_for
+
+
+# -- gradient lab --------------------------------------------------------------------------------
+def gradlab_policy(
+    store_path: str, env_id: str, run_id: str | None, p_right: float | None
+) -> tuple[dict | None, dict | None]:
+    """``(policy_config, policy_state)`` for :func:`pglab.gradlab.run_gradlab`.
+
+    A run's checkpoint gives its MLP weights and shape; on the short corridor without a run,
+    ``p_right`` = pi(right) sets the tabular policy ``theta = [0, logit p]`` (softmax).
+    """
+    if run_id is not None:
+        store = _registry_for(store_path).store
+        rec, state = store.get_run(run_id), store.load_checkpoint(run_id)
+        if rec is None or state is None:
+            raise ValueError(
+                f"policy: run {run_id} has no saved policy (one is saved when it ends)"
+            )
+        cfg = {
+            "kind": "mlp",
+            **{
+                k: rec.config[k]
+                for k in ("hidden_size", "n_layers", "activation")
+                if k in rec.config
+            },
+        }
+        if "log_std_init" in rec.config and "log_std" in state["policy"]:
+            cfg["log_std_init"] = rec.config["log_std_init"]
+        return cfg, state["policy"]
+    if p_right is not None:
+        if not 0.0 < p_right < 1.0:
+            raise ValueError(f"pi(right): {p_right} is out of range (in (0, 1))")
+        return {"kind": "tabular", "theta": [[0.0, math.log(p_right / (1.0 - p_right))]]}, None
+    return None, None
+
+
+@st.cache_resource(show_spinner="Measuring the estimators on the same episodes...", max_entries=8)
+def gradlab_run(
+    store_path: str,
+    env_id: str,
+    run_id: str | None,
+    p_right: float | None,
+    episodes: int,
+    batches: int,
+    seed: int,
+    estimators: tuple[str, ...],
+    gae_lambda: float,
+    n_step: int,
+) -> Any:
+    """:func:`pglab.gradlab.run_gradlab`, cached by its arguments (results are read-only)."""
+    from pglab.gradlab import run_gradlab
+
+    cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
+    return run_gradlab(
+        env_id,
+        episodes=episodes,
+        batches=batches,
+        seed=seed,
+        estimators=list(estimators),
+        gae_lambda=gae_lambda,
+        n_step=n_step,
+        policy_config=cfg,
+        policy_state=state,
+    )
+
+
+@st.cache_resource(show_spinner="Sweeping...", max_entries=8)
+def gradlab_sweep(
+    kind: str,
+    store_path: str,
+    env_id: str,
+    run_id: str | None,
+    p_right: float | None,
+    episodes: int,
+    batches: int,
+    seed: int,
+    estimators: tuple[str, ...],
+) -> pd.DataFrame:
+    """Variance against batch size (``kind="batch"``) or GAE lambda (``kind="lambda"``)."""
+    from pglab.gradlab import sweep_batch_size, sweep_lambda
+
+    cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
+    common = {"policy_config": cfg, "policy_state": state}
+    if kind == "batch":
+        sizes = sorted({max(2, episodes // 4), max(2, episodes // 2), episodes, episodes * 2})
+        return sweep_batch_size(env_id, sizes, list(estimators), batches, seed, **common)
+    lambdas = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0]
+    return sweep_lambda(env_id, lambdas, batches=batches, episodes=episodes, seed=seed, **common)
+
+
+def estimator_bars(
+    table: pd.DataFrame, value: str, lo: str, hi: str, title: str, log_y: bool
+) -> go.Figure:
+    """Bars of one statistic per estimator with asymmetric 95% error bars."""
+    v = table[value].to_numpy(dtype=float)
+    lows = table[lo].to_numpy(dtype=float)
+    if log_y:  # a log axis cannot draw a bar end at <= 0: stop the bar just above zero
+        lows = np.where(lows > 0, lows, v * 1e-3)
+    fig = go.Figure(
+        go.Bar(
+            x=table["estimator"],
+            y=v,
+            marker_color=[COLORS[k % len(COLORS)] for k in range(len(v))],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": np.clip(table[hi].to_numpy(dtype=float) - v, 0, None),
+                "arrayminus": np.clip(v - lows, 0, None),
+            },
+            hovertext=table.get("description"),
+        ),
+        layout=base_layout(title, "", "", log_y, 300),
+    )
+    fig.update_layout(hovermode="closest", showlegend=False)
+    return fig
+
+
+def heatmap(frame: pd.DataFrame, title: str) -> go.Figure:
+    fig = go.Figure(
+        go.Heatmap(
+            z=frame.to_numpy(),
+            x=list(frame.columns),
+            y=list(frame.index),
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu",
+            texttemplate="%{z:.2f}",
+        ),
+        layout=base_layout(title, "", "", False, 360),
+    )
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    return fig
+
+
+def sweep_figure(
+    frame: pd.DataFrame, x: str, y: str, title: str, x_title: str, log_x: bool
+) -> go.Figure:
+    traces = [
+        {"x": g[x].to_numpy(), "y": g[y].to_numpy(), "name": name, "color": COLORS[k % len(COLORS)]}
+        for k, (name, g) in enumerate(frame.groupby("estimator", sort=False))
+    ]
+    fig = line_figure(traces, title=title, x_title=x_title, y_title=y, log_y=True, height=320)
+    fig.update_traces(mode="lines+markers")
+    if log_x:
+        fig.update_xaxes(type="log")
+    fig.update_layout(hovermode="closest", legend={"orientation": "v", "x": 1.01, "y": 1})
+    return fig
