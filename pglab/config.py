@@ -13,10 +13,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
+
+# Limits on user-given JSON and strings (a config is ~1 kB, flat, and its strings are short).
+MAX_JSON_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32
+MAX_STR_LEN = 256  # longest string a config field accepts (env ids, choices)
+_SHOWN_CHARS = 60  # longest value echoed back in an error message
 
 
 @dataclass(frozen=True)
@@ -88,15 +95,65 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
+def short_repr(value: Any, limit: int = _SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so a 50 MB string or a 400-digit
+    number is never echoed whole in an error message."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**limit:
+        return f"an integer of {len(str(abs(value)))} digits"  # str() of a huge int is slow
+    text = repr(value)
+    if len(text) > limit:
+        return text[:limit] + f"... ({len(text)} characters)"
+    return text
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), "a list" if isinstance(value, list) else "an object"
+    )
+
+
+_KIND = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _allowed(info: FieldInfo) -> str:
+    """What the field accepts, in words: ``true or false``, ``in [1, 256]``, ``a string``."""
+    if info.type is bool:
+        return "true or false"
+    spec = info.spec
+    if spec.choices is None and spec.low is None and spec.high is None:
+        return f"a {_KIND.get(info.type, info.type.__name__)}"
+    return spec.describe()
+
+
 def coerce(info: FieldInfo, value: Any) -> Any:
-    """Turn a user-given value (often a string from the CLI or a JSON number) into the field's type."""
+    """Turn a user-given value (often a string from the CLI or a JSON number) into the field's type.
+
+    Raises ``ValueError`` naming the field and the allowed values for anything else: the
+    wrong JSON type, a string longer than :data:`MAX_STR_LEN`, a number beyond float range.
+    """
     # The strings "none"/"null" mean None except for a str field, where "none" can be a choice.
     is_null_word = isinstance(value, str) and value.strip().lower() in {"none", "null"}
     if value is None or (is_null_word and info.type is not str):
         if info.optional:
             return None
-        raise ValueError(f"{info.name}: a value is required ({info.spec.describe()})")
+        raise ValueError(f"{info.name}: a value is required ({_allowed(info)})")
     tp = info.type
+    if isinstance(value, str) and len(value) > MAX_STR_LEN:
+        raise ValueError(
+            f"{info.name}: {short_repr(value)} is too long (at most {MAX_STR_LEN} characters; "
+            f"{_allowed(info)})"
+        )
+    if isinstance(value, _HugeNumber):
+        raise ValueError(
+            f"{info.name}: {value!r} is beyond the range of a number ({_allowed(info)})"
+        )
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError(
+            f"{info.name}: expected {'an' if tp is int else 'a'} {_KIND.get(tp, tp.__name__)} "
+            f"({_allowed(info)}), got {_type_name(value)}"
+        )
     try:
         if tp is bool:
             if isinstance(value, str):
@@ -112,22 +169,41 @@ def coerce(info: FieldInfo, value: Any) -> Any:
         if tp is int:
             if isinstance(value, bool):
                 raise ValueError
+            if isinstance(value, int):
+                return _check_magnitude(info, value)
             f = float(value)
             if not f.is_integer():
                 raise ValueError
-            return int(f)
+            return _check_magnitude(info, int(f))
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
+            if isinstance(value, int):
+                _check_magnitude(info, value)
             return float(value)
         if tp is str:
             if not isinstance(value, str):
                 raise ValueError
             return value.strip()
-    except (TypeError, ValueError):
+    except OverflowError:
         raise ValueError(
-            f"{info.name}: {value!r} is not a valid {tp.__name__} ({info.spec.describe()})"
+            f"{info.name}: {short_repr(value)} is beyond the range of a number ({_allowed(info)})"
         ) from None
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith(f"{info.name}:"):
+            raise
+        raise ValueError(
+            f"{info.name}: {short_repr(value)} is not a valid {tp.__name__} ({_allowed(info)})"
+        ) from None
+    return value
+
+
+def _check_magnitude(info: FieldInfo, value: int) -> int:
+    """Refuse integers beyond float range (a 400-digit number) before any float() of them."""
+    if abs(value) > 2**63:
+        raise ValueError(
+            f"{info.name}: {short_repr(value)} is beyond the range of a number ({_allowed(info)})"
+        )
     return value
 
 
@@ -186,7 +262,7 @@ class BaseConfig:
         if value is None:
             return
         if spec.choices is not None and value not in spec.choices:
-            raise ValueError(f"{info.name}: {value!r} is not allowed ({spec.describe()})")
+            raise ValueError(f"{info.name}: {short_repr(value)} is not allowed ({spec.describe()})")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(
@@ -219,7 +295,8 @@ class BaseConfig:
             if info.name == name:
                 return info
         known = ", ".join(i.name for i in cls.fields())
-        raise ValueError(f"{name}: not a setting of {cls.algo} (known: {known})")
+        shown = name if isinstance(name, str) and len(name) <= _SHOWN_CHARS else short_repr(name)
+        raise ValueError(f"{shown}: not a setting of {cls.algo} (known: {known})")
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -239,6 +316,124 @@ class BaseConfig:
 
     def to_json(self) -> str:
         return json.dumps({"algo": self.algo, **self.to_dict()}, indent=2)
+
+
+# -- user JSON ---------------------------------------------------------------------------------
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` outside strings (a cheap pre-scan, no recursion)."""
+    depth = best = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            best = max(best, depth)
+        else:
+            depth -= 1
+    return best
+
+
+class _HugeNumber(float):
+    """What an integer literal of more digits than any field allows parses to (inf, with the
+    digit count kept for the message), so the field it was given for names itself."""
+
+    digits = 0
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+def _parse_int(literal: str) -> int | float:
+    if len(literal) <= 40:
+        return int(literal)
+    out = _HugeNumber("inf")
+    out.digits = len(literal.lstrip("-"))
+    return out
+
+
+def _no_duplicates(what: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(
+                    f"{short_repr(key)}: given twice in the {what}; keep one (JSON keys must be "
+                    "unique, else the last silently wins)"
+                )
+            out[key] = value
+        return out
+
+    return hook
+
+
+def parse_json(text: str | bytes, what: str = "config JSON") -> Any:
+    """Parse user-given JSON under limits, raising one-line ``ValueError``s.
+
+    Refused: more than :data:`MAX_JSON_BYTES`, nesting deeper than :data:`MAX_JSON_DEPTH`
+    (checked before the parser recurses), duplicate keys in an object, invalid UTF-8 or JSON.
+    ``NaN``/``Infinity`` and numbers like ``1e400`` parse (to nan/inf) and are refused by the
+    field they are given for, which names itself.
+    """
+    if isinstance(text, bytes | bytearray):
+        if len(text) > MAX_JSON_BYTES:
+            raise ValueError(
+                f"{what}: {len(text):,} bytes is too large (at most {MAX_JSON_BYTES:,}); "
+                "a config is about 1 kB"
+            )
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what}: not UTF-8 text (byte {exc.start})") from None
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: expected JSON text, got {type(text).__name__}")
+    if len(text) > MAX_JSON_BYTES:
+        raise ValueError(
+            f"{what}: {len(text):,} characters is too large (at most {MAX_JSON_BYTES:,}); "
+            "a config is about 1 kB"
+        )
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{what}: nested {depth} levels deep (at most {MAX_JSON_DEPTH}); a config is one flat "
+            'object like {"algo": "ppo", "env_id": "CartPole-v1"}'
+        )
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates(what), parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{what}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:  # the pre-scan should have caught it; never let it escape
+        raise ValueError(f"{what}: nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:  # duplicate keys; an integer of more than 4300 digits
+        msg = str(exc).splitlines()[0]
+        if "given twice" in msg:
+            raise ValueError(msg) from None
+        raise ValueError(f"{what}: {msg}") from None
+
+
+def parse_config_data(text: str | bytes, what: str = "config JSON") -> tuple[str, dict[str, Any]]:
+    """``{"algo": ..., <field>: <value>, ...}`` text -> ``(algo, settings)``, not yet validated
+    against the algorithm's fields (see :func:`pglab.store.parse_config_json` for that)."""
+    data = parse_json(text, what)
+    if not isinstance(data, dict):
+        raise ValueError(
+            f'{what}: expected a JSON object like {{"algo": "ppo", ...}}, got {_type_name(data)}'
+        )
+    data = dict(data)
+    if "algo" not in data:
+        raise ValueError(f'algo: missing from the {what} (e.g. "algo": "ppo")')
+    algo = data.pop("algo")
+    if not isinstance(algo, str):
+        raise ValueError(
+            f'algo: expected a string naming the algorithm (e.g. "ppo"), got '
+            f"{_type_name(algo)} {short_repr(algo)}"
+        )
+    if len(algo) > MAX_STR_LEN:
+        raise ValueError(f"algo: {short_repr(algo)} is not an algorithm name")
+    return algo, data
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:

@@ -677,25 +677,16 @@ class Store:
         return json.dumps({"algo": run.algo, **run.config}, indent=2)
 
 
-def parse_config_json(text: str) -> tuple[str, BaseConfig]:
+def parse_config_json(text: str | bytes) -> tuple[str, BaseConfig]:
     """Validate a config JSON (as written by :meth:`Store.config_json`) into ``(algo, config)``.
 
-    Raises ``ValueError`` naming the field at fault (unknown field, value out of range, ...).
+    Raises ``ValueError`` naming the field at fault (unknown field, value out of range, ...);
+    the JSON itself goes through :func:`pglab.config.parse_json` (size, depth, duplicate keys).
     """
     from pglab.algos import make_config
+    from pglab.config import parse_config_data
 
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"config JSON: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError('config JSON: expected an object like {"algo": "ppo", ...}')
-    data = dict(data)
-    algo = data.pop("algo", None)
-    if not isinstance(algo, str):
-        raise ValueError('algo: missing from the config JSON (e.g. "algo": "ppo")')
+    algo, data = parse_config_data(text)
     return algo, make_config(algo, data)
 
 

@@ -72,14 +72,7 @@ def build_config(args: argparse.Namespace) -> tuple[str, BaseConfig]:
     algo: str | None = args.algo
     settings: dict[str, Any] = {}
     if args.config is not None:
-        try:
-            data = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"--config: cannot read {str(args.config)!r}: {exc}") from None
-        if not isinstance(data, dict) or "algo" not in data:
-            raise ValueError("--config: expected a JSON object with an 'algo' key")
-        data = dict(data)
-        file_algo = data.pop("algo")
+        file_algo, data = _read_config_file(args.config)
         if algo is not None and algo != file_algo:
             raise ValueError(f"--algo: {algo!r} differs from the config file's {file_algo!r}")
         algo = file_algo
@@ -102,6 +95,25 @@ def build_config(args: argparse.Namespace) -> tuple[str, BaseConfig]:
         settings["total_steps"] = args.steps
     settings.update(parse_sets(args.set))
     return algo, get_trainer_class(algo).Config.from_dict(settings)
+
+
+def _read_config_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """``--config FILE``: the file's ``(algo, settings)`` through the hardened JSON parser."""
+    from pglab.config import MAX_JSON_BYTES, parse_config_data
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ValueError(
+                f"--config: {str(path)!r} is {size:,} bytes (at most {MAX_JSON_BYTES:,}); "
+                "give a config JSON as written by `export --format config`"
+            )
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ValueError(f"--config: {str(path)!r} is a directory; give a JSON file") from None
+    except OSError as exc:
+        raise ValueError(f"--config: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    return parse_config_data(raw, what="--config")
 
 
 def summary(algo: str, trainer: Trainer, status: str, error: str | None = None) -> dict[str, Any]:
