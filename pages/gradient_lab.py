@@ -17,7 +17,7 @@ st.markdown(
 )
 try:
     from pglab.exact import short_corridor_curve, short_corridor_optimum
-    from pglab.gradlab import ESTIMATORS
+    from pglab.gradlab import ESTIMATORS, MAX_BATCHES, MAX_EPISODES
 except ImportError as exc:
     st.info(f"The gradient lab engine is not available yet ({exc}).")
     st.stop()
@@ -61,10 +61,12 @@ picked = e1.multiselect(
     key="gl:est",
     help="\n\n".join(f"`{k}`: {v}" for k, v in ESTIMATORS.items()),
 )
-episodes = e2.number_input("Batch size m (episodes)", value=32, step=8, key="gl:m")
-batches = e3.number_input("Batches K", value=10, step=5, key="gl:k")
-lam = e4.number_input("GAE λ", value=0.95, step=0.05, key="gl:lam", format="%g")
-n_step = e5.number_input("n (n-step)", value=5, step=1, key="gl:n")
+episodes = e2.number_input(
+    "Batch size m (episodes)", 2, MAX_EPISODES // 2, value=32, step=8, key="gl:m"
+)  # the batch-size sweep measures up to 2m
+batches = e3.number_input("Batches K", 1, MAX_BATCHES, value=10, step=5, key="gl:k")
+lam = e4.number_input("GAE λ", 0.0, 1.0, value=0.95, step=0.05, key="gl:lam", format="%g")
+n_step = e5.number_input("n (n-step)", 1, 1000, value=5, step=1, key="gl:n")
 args = (store_path, env_id, run_id, p_right, int(episodes), int(batches), 0, tuple(picked))
 
 if st.button("Measure", type="primary", icon=":material/science:", key="gl:go"):

@@ -16,7 +16,9 @@ pieces are then summed into their segments with ``index_add_``. Cutting episodes
 pieces instead of padding whole episodes to the longest one keeps the padding waste below
 ``L`` steps per segment, which is what brings the cost near an ordinary backward pass
 (``python -m pglab bench --only gradsamples``). ``chunk_size`` bounds how many pieces go
-through one vectorised call, so memory stays bounded for large nets or batches. The MLP
+through one vectorised call, so memory stays bounded for large nets or batches, and
+:func:`grad_moments` folds each chunk's segment gradients into running statistics, so the
+diagnostics never hold the m x P samples at once (at most :data:`DIAG_MEMORY_BYTES`). The MLP
 policies skip ``vmap`` for the same piece layout: one ordinary backward gives each step's
 d obj / d z for every Linear layer, and a ``bmm`` per layer sums them into piece gradients
 (:func:`_mlp_piece_grads`, about 3x cheaper at the PPO zoo CartPole batch).
@@ -28,6 +30,7 @@ MLP policies, ``GaussianMLP``'s free ``log_std``, ``TabularSoftmax``, ``LinearSo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import partial
 
 import torch
@@ -38,8 +41,10 @@ from pglab.policies import CategoricalMLP, GaussianMLP, log_prob
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-# Rows of P floats one vectorised call may produce when chunk_size is None (about 64 MB).
-_DEFAULT_CHUNK_FLOATS = 1 << 24
+# Memory a chunk of gradient rows may take when chunk_size is None, whatever the batch (m
+# segments) and the net (P parameters): the m x P samples are never all held at once by
+# grad_moments, which the trainers' diag/grad_var and diag/grad_snr use.
+DIAG_MEMORY_BYTES = 256 * 2**20
 
 
 def _piece_length(counts: Tensor) -> int:
@@ -75,12 +80,93 @@ def grad_samples(
         segments: ``[B]`` int64 segment (episode) index of each step, in ``[0, n_segments)``.
         n_segments: m, the number of rows returned; a segment with no steps gets a zero row.
         chunk_size: at most this many episode pieces (of <= 32 steps) per vectorised call;
-            ``None`` picks it so a call produces at most about 64 MB of gradient rows.
+            ``None`` picks it so a call stays under :data:`DIAG_MEMORY_BYTES`.
 
     Returns:
         ``[m, P]``: row i is g_i flattened, parameters in ``policy.parameters()`` order.
         Summing the rows gives the ordinary gradient of ``sum_t log pi(a_t|s_t) * w_t``.
+        This is m x P floats: for statistics of a large batch use :func:`grad_moments`, which
+        never holds more than a chunk of rows.
     """
+    P = sum(p.numel() for p in policy.parameters())
+    dtype = next(iter(policy.parameters())).dtype if P else torch.float32
+    out = torch.zeros(n_segments, P, dtype=dtype, device=weights.device)
+    for seg_ids, rows in _segment_rows(
+        policy, obs, actions, weights, segments, n_segments, chunk_size
+    ):
+        out[seg_ids] = rows
+    return out
+
+
+def grad_moments(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    chunk_size: int | None = None,
+) -> dict[str, Tensor | float]:
+    """:func:`grad_stats` of :func:`grad_samples` without holding the ``[m, P]`` samples.
+
+    The segment gradients are made a chunk at a time (at most :data:`DIAG_MEMORY_BYTES` of
+    rows, whatever m and P) and folded into a running mean and sum of squared deviations
+    (Chan et al.'s pairwise update, in float64):  M2 = M2_a + M2_b + |mean_b - mean_a|^2
+    n_a n_b / (n_a + n_b).  Same inputs and conventions as :func:`grad_samples`.
+
+    Returns ``mean`` ``[P]``, ``variance`` = tr Cov(g_i) / m (ddof=1; NaN for m < 2), ``snr``
+    = |mean|^2 / variance (NaN when the variance is 0 or NaN) and ``sq_norms`` ``[m]`` =
+    |g_i|^2 (what the min-variance baseline needs).
+    """
+    P = sum(p.numel() for p in policy.parameters())
+    device = weights.device
+    mean = torch.zeros(P, dtype=torch.float64, device=device)
+    sq_norms = torch.zeros(n_segments, dtype=torch.float64, device=device)
+    count, m2 = 0, 0.0
+    for seg_ids, rows in _segment_rows(
+        policy, obs, actions, weights, segments, n_segments, chunk_size
+    ):
+        k = rows.shape[0]
+        # float32 reductions over the chunk (pairwise sums), float64 across chunks
+        sq_norms[seg_ids] = torch.linalg.vector_norm(rows, dim=1).double().pow(2)
+        mean_b = rows.mean(0)
+        m2_b = float(torch.linalg.vector_norm(rows.sub_(mean_b))) ** 2  # rows are ours
+        mean_b = mean_b.double()
+        mean, m2, count = _combine(mean, m2, count, mean_b, m2_b, k)
+    if n_segments > count:  # segments with no steps: zero rows
+        zero = torch.zeros_like(mean)
+        mean, m2, count = _combine(mean, m2, count, zero, 0.0, n_segments - count)
+    m = n_segments
+    variance = m2 / (m - 1) / m if m >= 2 else float("nan")
+    snr = float(mean.pow(2).sum()) / variance if variance > 0 else float("nan")
+    dtype = next(iter(policy.parameters())).dtype if P else torch.float32
+    return {"mean": mean.to(dtype), "variance": variance, "snr": snr, "sq_norms": sq_norms}
+
+
+def _combine(
+    mean_a: Tensor, m2_a: float, n_a: int, mean_b: Tensor, m2_b: float, n_b: int
+) -> tuple[Tensor, float, int]:
+    """Pool two groups' (mean, sum of squared deviations, count)."""
+    n = n_a + n_b
+    if n_a == 0:
+        return mean_b.clone(), m2_b, n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + float(delta.pow(2).sum()) * n_a * n_b / n, n
+
+
+def _segment_rows(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    chunk_size: int | None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(segment ids [k], gradient rows [k, P])`` for every segment with steps, in
+    increasing id order, a chunk of pieces at a time; a segment cut by a chunk boundary is
+    carried over and yielded whole with the next chunk. Segments without steps are not
+    yielded (their rows are zero). Memory: O(chunk_size x P), never O(m x P)."""
     named = [(k, p) for k, p in policy.named_parameters() if p.requires_grad]
     if len(named) != len(list(policy.parameters())):
         raise ValueError("grad_samples: every policy parameter must require grad")
@@ -94,9 +180,8 @@ def grad_samples(
         )
     dtype = named[0][1].dtype if named else torch.float32
     device = weights.device
-    out = torch.zeros(n_segments, P, dtype=dtype, device=device)
     if B == 0 or P == 0:
-        return out
+        return
     seg = segments.to(device=device, dtype=torch.long)
     if int(seg.min()) < 0 or int(seg.max()) >= n_segments:
         raise ValueError(f"grad_samples: segment ids must lie in [0, {n_segments})")
@@ -129,16 +214,31 @@ def grad_samples(
     else:
         per_piece = vmap(grad(piece_objective), in_dims=(None, 0, 0, 0))
     if chunk_size is None:
-        chunk_size = max(1, _DEFAULT_CHUNK_FLOATS // P)
+        # a chunk holds ~4 copies of its rows (the per-layer grads, their concatenation, the
+        # segment sums and one temporary of the caller)
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        chunk_size = max(1, DIAG_MEMORY_BYTES // (4 * itemsize * P))
     if chunk_size < 1:
         raise ValueError(f"chunk_size: {chunk_size} is not allowed (an integer >= 1, or None)")
+    carry: Tensor | None = None  # partial row of a segment cut by the last chunk boundary
     for lo in range(0, n_pieces, chunk_size):
         hi = min(lo + chunk_size, n_pieces)
         ii = idx[lo:hi]
         gs = per_piece(params, obs[ii], actions[ii], piece_w[lo:hi])  # name -> [n, *shape]
-        flat = torch.cat([gs[k].reshape(hi - lo, -1) for k, _ in named], dim=1)
-        out.index_add_(0, piece_seg[lo:hi], flat.to(dtype))
-    return out
+        flat = torch.cat([gs[k].reshape(hi - lo, -1) for k, _ in named], dim=1).to(dtype)
+        del gs
+        seg_ids, local = torch.unique_consecutive(piece_seg[lo:hi], return_inverse=True)
+        rows = torch.zeros(seg_ids.shape[0], P, dtype=dtype, device=device)
+        rows.index_add_(0, local, flat)
+        del flat
+        if carry is not None:
+            rows[0] += carry
+            carry = None
+        if hi < n_pieces and int(piece_seg[hi]) == int(seg_ids[-1]):
+            carry = rows[-1].clone()
+            seg_ids, rows = seg_ids[:-1], rows[:-1]
+        if seg_ids.numel():
+            yield seg_ids, rows
 
 
 def _is_plain_mlp(policy: nn.Module) -> bool:
@@ -232,7 +332,7 @@ def policy_grad_diagnostics(
     other ``[B]`` inputs). A metric that is undefined here (fewer than two segments, zero
     variance) is left out rather than reported as a fake number.
     """
-    stats = grad_stats(grad_samples(policy, obs, actions, weights, segments, n_segments))
+    stats = grad_moments(policy, obs, actions, weights, segments, n_segments)
     out: dict[str, float] = {}
     if math.isfinite(stats["variance"]):
         out["diag/grad_var"] = float(stats["variance"])
@@ -249,7 +349,9 @@ def approx_kl(log_ratio: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def explained_variance(pred: Tensor, target: Tensor) -> float:
-    """1 - Var(target - pred) / Var(target); NaN when the target is constant."""
+    """1 - Var(target - pred) / Var(target); NaN when the target is constant or one value."""
+    if target.numel() < 2:
+        return float("nan")
     var_y = target.var()
     if var_y.item() == 0:
         return float("nan")

@@ -55,11 +55,21 @@ import torch
 
 from pglab.algos import NonFiniteError, get_trainer_class, make_trainer, resolve_device
 from pglab.algos.base import Trainer
+from pglab.budget import check_budget
 from pglab.config import BaseConfig
-from pglab.store import ACTIVE_STATUSES, RunRecord, Store
+from pglab.store import (
+    ACTIVE_STATUSES,
+    RunRecord,
+    Store,
+    StoreGoneError,
+    is_disk_full,
+    keep_row,
+)
 
 FLUSH_INTERVAL_S = 0.5  # checked after each update, so rows reach the store within ~1 s
 JOIN_TIMEOUT_S = 30.0
+CHECKPOINT_EVERY = 100  # updates between periodic checkpoints...
+CHECKPOINT_MIN_S = 10.0  # ...but never more often than this (tiny updates)
 
 __all__ = ["Registry", "run_foreground", "validate_launch"]
 
@@ -92,7 +102,67 @@ def validate_launch(
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ValueError(f"seed: {seed!r} is not allowed (an integer in [0, 2147483647])")
     resolve_device(device)
+    check_budget(algo, cfg)  # peak memory from the config alone (pglab.budget)
     return cfg
+
+
+# -- bounded metric history --------------------------------------------------------------------
+HISTORY_TAIL = 2_000  # newest rows a live run keeps at full resolution
+HISTORY_OLD = 2_000  # at most this many older rows, evenly decimated
+
+
+class MetricHistory:
+    """A live run's update rows in bounded memory, read like the list it replaces.
+
+    The newest :data:`HISTORY_TAIL` rows are kept whole; older rows are kept every
+    ``stride``-th (``stride`` doubles whenever more than :data:`HISTORY_OLD` would be kept),
+    so a run of any length holds at most ~4,000 rows (~6 MB) while its chart still spans the
+    whole run. The store keeps the full rows (:func:`pglab.store.keep_row` aside).
+
+    ``len(h)`` is the number of rows ever appended (a reader's cursor), ``h[-1]`` the newest
+    row and ``h[k:]`` the kept rows with index >= k, in order: exactly ``list[k:]`` while
+    nothing was decimated, so ``Registry.snapshot(run_id, cursor)`` works unchanged. Not
+    thread-safe by itself: the engine guards it with ``_Run.rows_lock``.
+    """
+
+    def __init__(self, tail: int = HISTORY_TAIL, old: int = HISTORY_OLD):
+        self._tail: deque[tuple[int, dict[str, float]]] = deque()
+        self._old: list[tuple[int, dict[str, float]]] = []
+        self._tail_size, self._old_size = tail, old
+        self.stride = 1
+        self.count = 0
+
+    def append(self, row: dict[str, float]) -> None:
+        self._tail.append((self.count, row))
+        self.count += 1
+        if len(self._tail) > self._tail_size:
+            idx, old_row = self._tail.popleft()
+            if idx % self.stride == 0:
+                self._old.append((idx, old_row))
+                if len(self._old) > self._old_size:
+                    self.stride *= 2
+                    self._old = [(i, r) for i, r in self._old if i % self.stride == 0]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int):
+            if key == -1 and self._tail:
+                return self._tail[-1][1]
+            raise IndexError("MetricHistory supports [-1] and [k:] only")
+        if key.stop is not None or key.step is not None:
+            raise IndexError("MetricHistory supports [k:] slices only")
+        since = max(0, key.start or 0)
+        out = [r for i, r in self._old if i >= since] if self._old else []
+        if self._tail and since <= self._tail[0][0]:
+            out += [r for _, r in self._tail]
+        else:
+            out += [r for i, r in self._tail if i >= since]
+        return out
 
 
 @dataclass
@@ -106,7 +176,7 @@ class _Run:
     device: str
     status: str = "queued"
     error: str | None = None
-    rows: list[dict[str, float]] = field(default_factory=list)
+    rows: MetricHistory = field(default_factory=MetricHistory)
     rows_lock: threading.Lock = field(default_factory=threading.Lock)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop_evt: threading.Event = field(default_factory=threading.Event)
@@ -169,13 +239,15 @@ def _train(
     pending: list[dict[str, float]] = []
     last_flush = time.monotonic()
 
-    def flush() -> None:
+    def flush(final: bool = False) -> None:
         nonlocal pending, last_flush
+        store.check_present()  # a deleted store file would swallow every later write
         if pending:
-            store.append_metrics(run.id, pending)
+            store.append_metrics(run.id, _decimate(pending, keep_last=final), latest=pending[-1])
             pending = []
         last_flush = time.monotonic()
 
+    checkpoints = _Checkpoints(run, store)
     trainer: Trainer | None = None
     phase = "building the trainer"
     final, error = "finished", None
@@ -208,22 +280,29 @@ def _train(
                 on_update(row)
             if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
                 flush()
+            checkpoints.maybe_save(trainer)
         phase = "finishing"
     except (_Stopped, KeyboardInterrupt):
         final = "stopped"
     except NonFiniteError as exc:
         final, error = "failed", str(exc)
     except BaseException as exc:
-        final, error = "failed", f"{type(exc).__name__}: {exc} (during {phase}, at {_where(exc)})"
+        final, error = "failed", _store_failure(exc)
+        if error is None:
+            error = f"{type(exc).__name__}: {exc} (during {phase}, at {_where(exc)})"
         if not isinstance(exc, Exception):
             escaping = exc
     try:
-        flush()
-        if trainer is not None and final in ("finished", "stopped"):
-            store.save_checkpoint(run.id, trainer.state_dict())
+        if not (error or "").startswith("store file removed"):
+            flush(final=True)
+        if trainer is not None:
+            checkpoints.save_final(trainer, failed=final == "failed")
     except Exception as exc:
-        final = "failed"
-        error = f"saving the run failed: {type(exc).__name__}: {exc} (at {_where(exc)})"
+        if final != "failed":
+            final = "failed"
+            error = _store_failure(exc) or (
+                f"saving the run failed: {type(exc).__name__}: {exc} (at {_where(exc)})"
+            )
     finally:
         run.trainer = None
         run.state_ready.set()  # a reader still waiting gets no live state, not a hang
@@ -239,6 +318,79 @@ def _train(
     if escaping is not None:
         raise escaping
     return trainer
+
+
+# -- fail-safe pieces of a run: decimated flushes, checkpoints, store failures ----------------
+def _decimate(rows: list[dict[str, float]], keep_last: bool) -> list[dict[str, float]]:
+    """The rows the store keeps (:func:`pglab.store.keep_row`), plus the last if ``keep_last``."""
+    kept = [r for r in rows if "time/updates" not in r or keep_row(int(r["time/updates"]))]
+    if keep_last and rows and (not kept or kept[-1] is not rows[-1]):
+        kept.append(rows[-1])
+    return kept
+
+
+def _store_failure(exc: BaseException) -> str | None:
+    """The run's error for a failure of its store ("disk full: ...", "store file removed:
+    ..."), or None for any other exception."""
+    if isinstance(exc, StoreGoneError):
+        return f"{exc}; this run's metrics went with it"
+    if is_disk_full(exc):
+        return (
+            f"disk full: {str(exc).splitlines()[0]}; the rows written before it are kept; "
+            "free some space and re-launch"
+        )
+    return None
+
+
+def _finite_state(state: Any) -> bool:
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(_finite_state(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return all(_finite_state(v) for v in state)
+    return True
+
+
+class _Checkpoints:
+    """Periodic checkpoints, so a run that is killed, stopped or fails keeps a policy.
+
+    Saved every :data:`CHECKPOINT_EVERY` updates, or after 30 s with at least one new update,
+    but never within :data:`CHECKPOINT_MIN_S` of the last one; and at the end of the run
+    (finished, stopped, or failed with finite weights: a run that failed on a NaN keeps its
+    last good checkpoint).
+    """
+
+    MAX_S = 30.0
+
+    def __init__(self, run: _Run, store: Store):
+        self.run, self.store = run, store
+        self.updates = 0
+        self.at = time.monotonic()
+
+    def maybe_save(self, trainer: Trainer) -> None:
+        new = trainer.updates - self.updates
+        elapsed = time.monotonic() - self.at
+        if (
+            new >= 1
+            and elapsed >= CHECKPOINT_MIN_S
+            and (new >= CHECKPOINT_EVERY or elapsed >= self.MAX_S)
+        ):
+            self._save(trainer)
+
+    def save_final(self, trainer: Trainer, failed: bool) -> None:
+        if trainer.updates == 0 and failed:
+            return
+        state = trainer.state_dict()
+        if failed and not _finite_state(state):
+            return
+        self._save(trainer, state)
+
+    def _save(self, trainer: Trainer, state: dict[str, Any] | None = None) -> None:
+        self.store.save_checkpoint(
+            self.run.id, state if state is not None else trainer.state_dict()
+        )
+        self.updates, self.at = trainer.updates, time.monotonic()
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -292,11 +444,48 @@ def run_foreground(
     )
     run = _Run(run_id, algo, cfg, seed, device)
     trainer = _train(run, store, on_update)
-    record = store.get_run(run_id)
-    assert record is not None
+    try:
+        record = store.get_run(run_id)
+    except Exception:  # the store failed under the run: report what is known in memory
+        record = None
+    if record is None or (record.status, record.error) != (run.status, run.error):
+        # the store could not record the end (disk full, file removed): memory knows better
+        record = _record_in_memory(run, record)
     if on_end is not None and trainer is not None:
         on_end(trainer)
     return record
+
+
+def _record_in_memory(run: _Run, stored: RunRecord | None) -> RunRecord:
+    """The run's record with its in-memory status, error and progress on top."""
+    last = run.last_row() or {}
+    if stored is None:
+        now = time.time()
+        stored = RunRecord(
+            id=run.id,
+            name=run.id,
+            algo=run.algo,
+            env_id=run.config.env_id,
+            config=run.config.to_dict(),
+            seed=run.seed,
+            device=run.device,
+            status=run.status,
+            error=run.error,
+            group=None,
+            created_at=now,
+            started_at=None,
+            ended_at=now,
+            version="",
+            env_steps=0,
+            total_steps=run.config.total_steps,
+            final_return=None,
+        )
+    return replace(
+        stored,
+        status=run.status,
+        error=run.error,
+        env_steps=int(last.get("time/env_steps", stored.env_steps)),
+    )
 
 
 class Registry:

@@ -580,10 +580,14 @@ def _run(
     check_env_id(env_id)
     if sampler not in ("auto", "env", "model"):
         raise ValueError(f"sampler: {sampler!r} is not allowed (one of auto, env, model)")
-    if not isinstance(episodes, int) or episodes < 2:
-        raise ValueError(f"episodes: {episodes!r} is not allowed (an integer >= 2)")
-    if not isinstance(batches, int) or batches < 1:
-        raise ValueError(f"batches: {batches!r} is not allowed (an integer >= 1)")
+    if not isinstance(episodes, int) or not 2 <= episodes <= MAX_EPISODES:
+        raise ValueError(
+            f"episodes: {episodes!r} is not allowed (an integer in [2, {MAX_EPISODES}])"
+        )
+    if not isinstance(batches, int) or not 1 <= batches <= MAX_BATCHES:
+        raise ValueError(f"batches: {batches!r} is not allowed (an integer in [1, {MAX_BATCHES}])")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise ValueError(f"seed: {seed!r} is not allowed (an integer in [0, 2147483647])")
     if value not in VALUE_SOURCES:
         raise ValueError(f"value: {value!r} is not allowed (one of {', '.join(VALUE_SOURCES)})")
     gamma = default_gamma(env_id) if gamma is None else float(gamma)
@@ -762,6 +766,12 @@ def _concat(batches: list[EpisodeBatch]) -> EpisodeBatch:
         final_obs=torch.cat([b.final_obs for b in batches], 0),
         states=states,
     )
+
+
+# Bounds of one measurement: m episodes are stepped as one vector env of m copies, so m is
+# bounded by memory; K batches by time.
+MAX_EPISODES = 4096
+MAX_BATCHES = 1000
 
 
 def run_gradlab(

@@ -117,6 +117,19 @@ _MIGRATIONS: dict[int, tuple[tuple[str, str], ...]] = {
     2: (("launch", "TEXT"), ("worker_pid", "INTEGER"), ("worker_host", "TEXT")),
 }
 
+# Every column of the current layout with its declaration (for migrating older layouts).
+_LAYOUT: dict[str, dict[str, str]] = {
+    table: {
+        line.split()[0]: " ".join(line.split()[1:]).rstrip(",")
+        for line in body.strip().splitlines()
+        if line.strip() and line.split()[0].islower()
+    }
+    for table, body in (
+        ("runs", _SCHEMA.split("CREATE TABLE IF NOT EXISTS runs (")[1].split(");")[0]),
+        ("metrics", _SCHEMA.split("CREATE TABLE IF NOT EXISTS metrics (")[1].split(")")[0]),
+    )
+}
+
 # One lock per database file for the whole process: sqlite serialises writers anyway, but
 # waiting on a Python lock is cheaper than sqlite's sleep-and-retry busy handler and makes
 # in-process writers (the engine's threads) strictly first come, first served.
@@ -259,22 +272,46 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path).expanduser() if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        key = str(self.path.resolve())
-        with _WRITE_LOCKS_GUARD:
-            self._write_lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
         self._local = threading.local()
         # every open connection with the thread that owns it, so connections of threads that
         # ended without release_thread() (Streamlit runs each rerun in a fresh thread) are
         # closed instead of leaking one file handle per rerun
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
+        try:
+            self._open()
+        except ValueError:
+            self.close()
+            raise
+        except (OSError, sqlite3.Error, TypeError) as exc:
+            self.close()
+            raise ValueError(open_error(self.path, exc)) from None
+
+    def _open(self) -> None:
+        if str(self.path).strip() == "":
+            raise ValueError("store: the path is empty; give a file such as ~/.pglab/runs.sqlite")
+        if self.path.is_dir():
+            raise ValueError(
+                f"store: {self.path} is a directory; give a file in it, such as "
+                f"{self.path / 'runs.sqlite'} (--store or $PGLAB_STORE)"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        with _WRITE_LOCKS_GUARD:
+            self._write_lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
         self._frames: OrderedDict[str, pd.DataFrame] = OrderedDict()  # metrics(), LRU
         self._frames_lock = threading.Lock()
         self._host = socket.gethostname()
         self._marker = process_marker()
         self._init_schema()
         self.mark_interrupted()
+        self._identity = _file_identity(self.path)
+
+    def check_present(self) -> None:
+        """Raise :class:`StoreGoneError` if the store's file was deleted or replaced since it
+        was opened (SQLite would go on writing to the unlinked file, and lose everything)."""
+        if _file_identity(self.path) != self._identity:
+            raise StoreGoneError(f"store file removed: {self.path} was deleted or replaced")
 
     # -- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -344,26 +381,50 @@ class Store:
             conn.executescript(_SCHEMA)
         with self._write() as conn:
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is not None and (isinstance(row[0], bool) or not isinstance(row[0], int)):
+                raise ValueError(
+                    f"store: {self.path} has an unreadable schema version {str(row[0])[:40]!r}: "
+                    f"it is not a pglab store, or it is damaged. {recovery_hint(self.path)}"
+                )
             if row[0] is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                self._migrate(conn, SCHEMA_VERSION)  # a layout older than schema_version
             elif row[0] > SCHEMA_VERSION:
                 raise ValueError(
                     f"store: {self.path} has schema version {row[0]}, newer than this pglab "
                     f"({SCHEMA_VERSION}); upgrade pglab or use another --store"
                 )
-            elif row[0] < SCHEMA_VERSION:
+            else:
                 self._migrate(conn, int(row[0]))
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, version: int) -> None:
-        """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (in the open write)."""
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION` (in the open write).
+
+        Beyond the listed steps, any column of the current layout that an older store lacks
+        (stores written before ``schema_version`` tracked every change, e.g. without ``pid``)
+        is added when it can be (nullable or with a default); a table missing a column the
+        lab cannot invent (``runs.config``, ``metrics.data``) means it is not a pglab store.
+        """
         have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for column, sql_type in _MIGRATIONS.get(step, ()):
                 if column not in have:
                     conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                    have.add(column)
+        for table, columns in _LAYOUT.items():
+            present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            for column, decl in columns.items():
+                if column in present:
+                    continue
+                if "NOT NULL" in decl and "DEFAULT" not in decl:
+                    raise ValueError(
+                        f"store: {self.path} has a {table} table without its {column} column: "
+                        f"it is not a pglab store, or it is damaged. {recovery_hint(self.path)}"
+                    )
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        if version != SCHEMA_VERSION:
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     def mark_interrupted(self) -> list[str]:
         """Mark runs whose owning process has died ``interrupted``; returns their ids."""
@@ -472,13 +533,21 @@ class Store:
                 (int(pid), str(host), run_id),
             )
 
-    def append_metrics(self, run_id: str, rows: list[dict[str, float]]) -> None:
+    def append_metrics(
+        self,
+        run_id: str,
+        rows: list[dict[str, float]],
+        latest: dict[str, float] | None = None,
+    ) -> None:
         """Append update rows (one dict per update) in one transaction.
 
         The update index is ``time/updates`` when a row has it (the trainers' 1-based count),
-        else the next index after the last stored one.
+        else the next index after the last stored one. ``latest`` (default: the last of
+        ``rows``) is the newest update, whose steps and return go into the run's record even
+        when the engine decimated it away (:func:`keep_row`).
         """
-        if not rows:
+        latest = latest if latest is not None else (rows[-1] if rows else None)
+        if latest is None:
             return
         with self._write() as conn:
             last = conn.execute(
@@ -494,7 +563,6 @@ class Store:
                 "INSERT OR REPLACE INTO metrics (run_id, update_idx, data) VALUES (?, ?, ?)",
                 params,
             )
-            latest = rows[-1]
             ret = latest.get("rollout/return_last20")
             conn.execute(
                 "UPDATE runs SET env_steps = COALESCE(?, env_steps), "
@@ -526,6 +594,8 @@ class Store:
     def resolve(self, prefix: str) -> str:
         """The id of the one run whose id (or name) is ``prefix`` or starts with it."""
         prefix = prefix.strip()
+        if not prefix:
+            raise ValueError("run: empty; give a run id, a unique prefix of one, or a run name")
         conn = self._conn()
         exact = conn.execute(
             "SELECT id FROM runs WHERE id = ? OR name = ?", (prefix, prefix)
@@ -688,6 +758,100 @@ def parse_config_json(text: str | bytes) -> tuple[str, BaseConfig]:
 
     algo, data = parse_config_data(text)
     return algo, make_config(algo, data)
+
+
+# -- decimation of tiny updates ------------------------------------------------------------------
+KEEP_ALL_ROWS = 10_000  # every update row up to this update is stored
+
+
+def keep_row(update: int) -> bool:
+    """Whether the store keeps update ``update``'s row (1-based).
+
+    Every row up to :data:`KEEP_ALL_ROWS` (N); then every 2nd up to 2N, every 4th up to 4N,
+    every 8th up to 8N, and so on: N/2 rows per doubling, so a run of U updates stores about
+    N + (N/2) log2(U/N) rows (71k for 50M one-step updates) instead of U. The engine always
+    stores a run's last row as well. Runs of up to N updates (every preset) keep every row.
+    """
+    if update <= KEEP_ALL_ROWS:
+        return True
+    band = (update - 1) // KEEP_ALL_ROWS  # >= 1
+    return update % (1 << band.bit_length()) == 0
+
+
+def stored_row_count(updates: int) -> int:
+    """How many of updates ``1..updates`` :func:`keep_row` keeps, plus the last one."""
+    n = KEEP_ALL_ROWS
+    if updates <= n:
+        return max(0, updates)
+    kept, j = n, 1
+    while n * (1 << (j - 1)) < updates:
+        lo, hi = n * (1 << (j - 1)), min(updates, n * (1 << j))  # band (lo, hi], stride 2^j
+        kept += hi // (1 << j) - lo // (1 << j)
+        j += 1
+    return kept + (0 if keep_row(updates) else 1)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+class StoreGoneError(RuntimeError):
+    """The store's file disappeared (or was replaced) under an open store."""
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def recovery_hint(path: Path) -> str:
+    return (
+        f"To start afresh keep it aside (mv '{path}' '{path}.damaged') or point --store / "
+        f"$PGLAB_STORE at another file; `sqlite3 '{path}' .recover` may salvage its rows."
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or an OSError ENOSPC / EDQUOT."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and "full" in str(exc).lower()
+
+
+def open_error(path: Path, exc: BaseException) -> str:
+    """One line saying why the store at ``path`` cannot be opened and what to do."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    parent = path.parent
+    if is_disk_full(exc):
+        return f"store: the disk holding {path} is full ({text}); free some space and retry"
+    if isinstance(exc, FileExistsError | NotADirectoryError) or (
+        parent.exists() and not parent.is_dir()
+    ):
+        return (
+            f"store: cannot use {path}: a part of its folder is a file, not a folder; choose "
+            "another --store / $PGLAB_STORE"
+        )
+    if isinstance(exc, PermissionError):
+        return f"store: no permission to create {path} ({text}); choose another --store"
+    if ("readonly" in text or "unable to open" in text) and not os.access(parent, os.W_OK):
+        return (
+            f"store: cannot write in {parent} (SQLite keeps {path.name}-wal and -shm beside "
+            "the store); make the folder writable or use another --store / $PGLAB_STORE"
+        )
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"store: {path} is read-only ({text}); pglab writes to its store: make it writable "
+            f"(chmod u+w '{path}') or use another --store / $PGLAB_STORE"
+        )
+    if "unable to open" in text:
+        return f"store: cannot open {path} ({text}); check the path and its permissions"
+    if isinstance(exc, sqlite3.DatabaseError | TypeError):
+        return (
+            f"store: {path} is not a pglab store, or it is damaged ({text}). {recovery_hint(path)}"
+        )
+    return f"store: cannot open {path} ({type(exc).__name__}: {text})"
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -118,3 +118,58 @@ def test_parse_json_depth_limit_is_checked_before_recursion() -> None:
     with pytest.raises(ValueError, match="nested"):
         parse_json("{" * 1_000_000)  # a RecursionError would escape a plain json.loads
     assert parse_json('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == {"a": "[" * 42}
+
+
+# -- the gradient diagnostic under a fixed memory cap ------------------------------------------
+def test_grad_moments_match_the_full_samples_across_chunk_boundaries() -> None:
+    import torch
+    from gymnasium.spaces import Box
+
+    from pglab.diagnostics import grad_moments, grad_samples, grad_stats
+    from pglab.policies import CategoricalMLP
+
+    torch.manual_seed(0)
+    policy = CategoricalMLP(Box(-1, 1, (3,)), 2, hidden_size=5, n_layers=1)
+    lengths = [7, 0, 1, 40, 3, 0, 65, 2]  # empty segments, and ones longer than a piece
+    seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    B = int(seg.numel())
+    obs, actions, w = torch.randn(B, 3), torch.randint(0, 2, (B,)), torch.randn(B)
+    full = grad_samples(policy, obs, actions, w, seg, len(lengths))
+    ref = grad_stats(full)
+    for chunk in (1, 2, 3, 5, None):
+        got = grad_moments(policy, obs, actions, w, seg, len(lengths), chunk_size=chunk)
+        assert torch.allclose(got["mean"], ref["mean"], atol=1e-6)
+        assert got["variance"] == pytest.approx(ref["variance"], rel=1e-5)
+        assert got["snr"] == pytest.approx(ref["snr"], rel=1e-5)
+        assert torch.allclose(got["sq_norms"].float(), full.pow(2).sum(1), rtol=1e-5)
+        chunked = grad_samples(policy, obs, actions, w, seg, len(lengths), chunk_size=chunk)
+        assert torch.allclose(chunked, full, atol=1e-6)
+
+
+def test_grad_diagnostic_memory_is_capped_whatever_the_batch() -> None:
+    """600 episodes x 68k parameters are 160 MB of samples (and as much again to centre them);
+    under a 16 MB cap the diagnostic's peak stays within a few caps."""
+    import subprocess
+    import sys
+
+    code = """
+import resource, torch
+from gymnasium.spaces import Box
+import pglab.diagnostics as d
+from pglab.policies import CategoricalMLP
+d.DIAG_MEMORY_BYTES = 16 * 2**20
+torch.manual_seed(0)
+policy = CategoricalMLP(Box(-1, 1, (4,)), 2, hidden_size=256, n_layers=2)
+m, L = 600, 4
+seg = torch.arange(m).repeat_interleave(L)
+obs, act, w = torch.randn(m * L, 4), torch.randint(0, 2, (m * L,)), torch.randn(m * L)
+d.policy_grad_diagnostics(policy, obs[:8], act[:8], w[:8], seg[:8] // 4, 2)  # warm up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+out = d.policy_grad_diagnostics(policy, obs, act, w, seg, m)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+assert out["diag/grad_var"] > 0
+print((peak - before) / d.DIAG_MEMORY_BYTES)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.strip()) < 4  # the m x P samples alone would be 10 caps

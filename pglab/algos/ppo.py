@@ -145,6 +145,12 @@ class PPOConfig(BaseConfig):
                 f"batch_size: {self.batch_size} is larger than the rollout num_envs x n_steps = "
                 f"{rollout} (must be in [1, {rollout}])"
             )
+        if self.norm_adv and rollout < 2:
+            raise ValueError(
+                "norm_adv: normalising advantages needs a rollout of at least 2 steps (the std "
+                "of one advantage is undefined); raise num_envs or n_steps, or set "
+                "norm_adv=false"
+            )
 
     @property
     def rollout_size(self) -> int:

@@ -38,7 +38,7 @@ from pglab.config import BaseConfig, param
 from pglab.diagnostics import (
     approx_kl,
     explained_variance,
-    grad_samples,
+    grad_moments,
     policy_grad_diagnostics,
 )
 from pglab.estimators import (
@@ -251,8 +251,10 @@ class Reinforce(Trainer):
             baseline = time_baseline(rtg, mask)
         elif cfg.baseline == "min_variance":
             ones = torch.ones(b_obs.shape[0], device=self.device)
-            scores = grad_samples(self.policy, b_obs, b_actions, ones, b_segments, m)
-            baseline = min_variance_baseline(rtg, mask, scores.pow(2).sum(1))
+            # |score_i|^2 per episode, streamed: the m x P scores are never all in memory
+            moments = grad_moments(self.policy, b_obs, b_actions, ones, b_segments, m)
+            sq_norms = moments["sq_norms"].to(rtg.dtype)
+            baseline = min_variance_baseline(rtg, mask, sq_norms)
         elif cfg.baseline == "loo":
             baseline = loo_baseline(rtg, mask)
         else:

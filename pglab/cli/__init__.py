@@ -47,3 +47,28 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `python -m pglab algos | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # anything else is still one line; PGLAB_DEBUG=1 shows the trace
+        if os.environ.get("PGLAB_DEBUG"):
+            raise
+        print(f"pglab {args.command}: error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an unexpected failure: disk full, a damaged store, or the exception."""
+    import sqlite3
+
+    from pglab.store import is_disk_full
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if is_disk_full(exc):
+        return f"disk full ({text}); free some space and retry"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return (
+            f"the run store is damaged ({text}); move it aside and retry, or use another "
+            "--store / $PGLAB_STORE"
+        )
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or text}{where}"
+    return f"{type(exc).__name__}: {text} (unexpected; PGLAB_DEBUG=1 shows the traceback)"

@@ -14,6 +14,8 @@ import datetime as dt
 import json
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from pglab.store import RunRecord, Store
 
@@ -99,23 +101,52 @@ def export(args: argparse.Namespace) -> int:
         return 0
 
 
+def _check_out(out: str) -> None:
+    """``--out``: a file in an existing folder (or '-'); one line naming the fix otherwise."""
+    if out == "-":
+        return
+    if not out.strip():
+        raise ValueError("--out: empty; give a file name, or '-' for stdout")
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--out: {out!r} is a directory; give a file name in it")
+    parent = path.parent
+    if not parent.exists():
+        raise ValueError(f"--out: the folder {str(parent)!r} does not exist; create it first")
+    if not parent.is_dir():
+        raise ValueError(f"--out: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"--out: cannot write in {str(parent)!r} (permission denied)")
+
+
+def _write_out(out: str, write: Any) -> None:
+    try:
+        write()
+    except OSError as exc:
+        from pglab.store import is_disk_full
+
+        if is_disk_full(exc):
+            raise ValueError(f"--out: the disk is full writing {out!r}; free some space") from None
+        raise ValueError(f"--out: cannot write {out!r} ({exc.strerror or exc})") from None
+
+
 def _export(args: argparse.Namespace) -> int:
     with Store(args.store) as store:
         run_id = store.resolve(args.run)
-        out = args.out or f"{run_id}{_SUFFIX[args.format]}"
+        out = args.out if args.out is not None else f"{run_id}{_SUFFIX[args.format]}"
+        _check_out(out)
         if args.format == "config":
             text = store.config_json(run_id) + "\n"
             if out == "-":
                 sys.stdout.write(text)
             else:
-                with open(out, "w", encoding="utf-8") as f:
-                    f.write(text)
+                _write_out(out, lambda: Path(out).write_text(text, encoding="utf-8"))
         elif out == "-":
             if args.format == "parquet":
                 raise ValueError("--out: parquet is binary; give a file name, not '-'")
             store.metrics(run_id).to_csv(sys.stdout, index=False)
         else:
-            store.export_metrics(run_id, args.format, out)
+            _write_out(out, lambda: store.export_metrics(run_id, args.format, out))
         if out != "-":
             print(f"wrote {out}", file=sys.stderr)
     return 0

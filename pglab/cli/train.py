@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train in this process and record the run in the store the lab reads (``--store``,
     ``$PGLAB_STORE`` or ``~/.pglab/runs.sqlite``), exactly as a run launched from the page."""
     algo, config = build_config(args)
-    if args.threads < 1:
-        raise ValueError(f"--threads: {args.threads} is not allowed (an integer >= 1)")
+    max_threads = max(1, os.cpu_count() or 1)
+    if not 1 <= args.threads <= max_threads:
+        raise ValueError(
+            f"--threads: {args.threads} is not allowed (an integer in [1, {max_threads}], the "
+            "CPU cores of this machine)"
+        )
     import torch
 
     from pglab.engine import run_foreground, validate_launch
