@@ -13,12 +13,18 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+try:
+    from pglab import ui
+
+    ui.install_host_check()  # plain HTTP checks the Host header too (see its docstring)
+except ImportError:
+    pass
 with st.sidebar:
     try:
         from pglab import ui
 
         n_active = len(ui.get_registry().active_ids())
         st.caption(f"{n_active} run(s) training in this lab" if n_active else "No run is training")
-    except (ImportError, ValueError) as exc:  # the engine or store is unavailable
-        st.caption(f"Run engine unavailable: {exc}")
+    except Exception as exc:  # the engine or store is unavailable: pages say why, in full
+        st.caption(f"Run engine unavailable: {str(exc).splitlines()[0][:200] if str(exc) else exc}")
 page.run()

@@ -102,7 +102,7 @@ upload = st.file_uploader(
 )
 if upload is not None:
     try:
-        algo, cfg = parse_config_json(upload.getvalue().decode("utf-8", errors="replace"))
+        algo, cfg = parse_config_json(upload.getvalue())  # size, depth, duplicates checked
         st.code(cfg.to_json(), language="json")
         s1, s2 = st.columns([1, 3], vertical_alignment="bottom")
         seed = s1.number_input("Seed", value=0, step=1, key="runs:import_seed")

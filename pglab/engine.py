@@ -239,11 +239,17 @@ def _train(
     pending: list[dict[str, float]] = []
     last_flush = time.monotonic()
 
+    last_stored: list[bool] = [True]  # whether the newest row is in the store
+
     def flush(final: bool = False) -> None:
         nonlocal pending, last_flush
         store.check_present()  # a deleted store file would swallow every later write
+        if final and not pending and not last_stored[0]:
+            pending = [run.last_row()]  # a run's last row is always stored
         if pending:
-            store.append_metrics(run.id, _decimate(pending, keep_last=final), latest=pending[-1])
+            kept = _decimate(pending, keep_last=final)
+            store.append_metrics(run.id, kept, latest=pending[-1])
+            last_stored[0] = bool(kept) and kept[-1] is pending[-1]
             pending = []
         last_flush = time.monotonic()
 

@@ -170,14 +170,16 @@ METRICS: dict[str, Metric] = {
             "diag/grad_var",
             "Gradient variance",
             "Variance of the batch policy-gradient estimate, from per-episode gradient samples "
-            "at the start of the update (same code as the Gradient Lab).",
+            "at the start of the update (same code as the Gradient Lab). Computed in chunks "
+            "under a fixed memory cap (256 MB) whatever the batch and net, every episode "
+            "counted: the episodes x parameters samples are never held at once.",
             "tr Cov(g_i) / m,  g_i = grad sum_{t in segment i} log pi(a_t|s_t) Psi_t, m segments",
         ),
         Metric(
             "diag/grad_snr",
             "Gradient SNR",
             "Signal-to-noise ratio of the batch policy-gradient estimate: > 1 means the mean "
-            "direction dominates the noise.",
+            "direction dominates the noise. Same chunked, memory-capped pass as diag/grad_var.",
             "|mean_i g_i|^2 / (tr Cov(g_i) / m)",
         ),
         # -- optimiser --------------------------------------------------------------------------

@@ -296,6 +296,16 @@ class Store:
                 f"{self.path / 'runs.sqlite'} (--store or $PGLAB_STORE)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite opens a read-only store without complaint and fails at the first write, deep
+        # inside a run: refuse it here instead, with the fix
+        if not os.access(self.path.parent, os.W_OK):
+            raise ValueError(open_error(self.path, sqlite3.OperationalError("readonly")))
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise ValueError(
+                open_error(
+                    self.path, sqlite3.OperationalError("attempt to write a readonly database")
+                )
+            )
         key = str(self.path.resolve())
         with _WRITE_LOCKS_GUARD:
             self._write_lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
@@ -369,7 +379,11 @@ class Store:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL): a second ROLLBACK
+                # would fail and hide the real error
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 

@@ -63,6 +63,8 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     if is_disk_full(exc):
         return f"disk full ({text}); free some space and retry"
+    if isinstance(exc, sqlite3.OperationalError) and "readonly" in text:
+        return f"the run store is read-only ({text}); make it writable or use another --store"
     if isinstance(exc, sqlite3.DatabaseError):
         return (
             f"the run store is damaged ({text}); move it aside and retry, or use another "

@@ -25,6 +25,7 @@ from pglab.ui.charts import (  # noqa: F401
     caption_for,
     downsample,
     line_figure,
+    plain_text,
     rgba,
     show_chart,
 )
@@ -42,9 +43,11 @@ from pglab.ui.common import (  # noqa: F401
     device_options,
     get_registry,
     get_store,
+    install_host_check,
     presets_for,
     registry_or_stop,
     require_router,
+    store_error,
 )
 from pglab.ui.compare import _stored_frame, group_key, run_frames  # noqa: F401
 from pglab.ui.gradlab import (  # noqa: F401

@@ -26,6 +26,16 @@ def downsample(
     return x[idx], y[idx]
 
 
+def plain_text(name: Any) -> str:
+    """A run or group name as plotly should show it: literally.
+
+    Plotly renders trace names (legend, hover) as a subset of HTML, so a run named
+    ``<b>x</b>`` or ``<a href=...>`` would be drawn bold or as a link; escaping ``&``, ``<``
+    and ``>`` as entities makes it show the characters themselves.
+    """
+    return str(name).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def rgba(color: str, alpha: float) -> str:
     c = color.lstrip("#")
     r, g, b = (int(c[i : i + 2], 16) for i in (0, 2, 4))
@@ -67,7 +77,7 @@ def line_figure(
                 "type": "scatter",
                 "x": x,
                 "y": y,
-                "name": t["name"],
+                "name": plain_text(t["name"]),
                 "mode": "lines",
                 "line": {"color": t["color"], "width": t.get("width", 2)},
                 "opacity": t.get("opacity", 1.0),
@@ -122,7 +132,7 @@ def band_figure(
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=b.group,
-                    name=f"{b.group} 95% CI",
+                    name=plain_text(f"{b.group} 95% CI"),
                 )
             )
         data.append(
@@ -130,7 +140,7 @@ def band_figure(
                 x=x,
                 y=mean,
                 mode="lines",
-                name=f"{b.group} (n={int(b.n.max())})",
+                name=plain_text(f"{b.group} (n={int(b.n.max())})"),
                 line={"color": color, "width": 2},
                 legendgroup=b.group,
             )

@@ -68,15 +68,54 @@ def get_store() -> Any:
 
 
 def registry_or_stop() -> Any:
-    """The registry, or an explanation and ``st.stop()`` when the engine cannot be loaded."""
+    """The registry, or one ``st.error`` naming what to change and ``st.stop()``.
+
+    Covers an engine that cannot be imported, a store that cannot be opened (damaged, not a
+    pglab store, read-only, newer schema: :class:`~pglab.store.Store` says how to recover), a
+    store that fails on its first read, and a store file deleted under the running lab (the
+    cached registry is dropped, so the next rerun opens a fresh store).
+    """
     try:
-        return get_registry()
+        registry = get_registry()
     except ImportError as exc:
         st.info(f"The run engine is not available yet ({exc}).")
         st.stop()
-    except ValueError as exc:  # e.g. a store of a newer schema
+    except ValueError as exc:  # the store's own one-line explanation
         st.error(str(exc))
         st.stop()
+    except Exception as exc:  # anything else is still one line, never a redacted traceback
+        st.error(f"The run store cannot be used: {store_error(exc)}")
+        st.stop()
+    try:
+        registry.store.check_present()
+        registry.store.list_runs()
+    except Exception as exc:
+        _registry_for.clear()
+        st.error(
+            f"{store_error(exc)} Reload the page to open a fresh store at "
+            f"{registry.store.path} (runs still training in the old one end 'failed')."
+        )
+        st.stop()
+    return registry
+
+
+def store_error(exc: BaseException) -> str:
+    """One line for a store that failed while in use."""
+    import sqlite3
+
+    from pglab.store import StoreGoneError, is_disk_full, recovery_hint
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, StoreGoneError):
+        return f"The {text}."
+    if is_disk_full(exc):
+        return f"The disk holding the run store is full ({text}); free some space."
+    if isinstance(exc, sqlite3.DatabaseError):
+        from pglab.store import default_store_path
+
+        path = default_store_path()
+        return f"The run store {path} is damaged ({text}). {recovery_hint(path)}"
+    return f"{type(exc).__name__}: {text}."
 
 
 def device_options() -> list[str]:
@@ -114,3 +153,68 @@ def presets_for(algo: str, env_id: str) -> dict[str, Any]:
     except ImportError:
         return {}
     return {p.name: p for p in presets.presets_for(algo, env_id)}
+
+
+# -- Host header check for plain HTTP -----------------------------------------------------------
+_HOST_CHECK: dict[str, bool] = {"installed": False}
+
+
+class _HostCheck:
+    """ASGI wrapper: plain HTTP requests whose Host is not in ``server.allowedHosts`` get 403.
+
+    Streamlit checks the Host of its websocket only; this applies the same allow-list
+    (Streamlit's own ``is_host_allowed``) to every HTTP request, so a DNS-rebinding page
+    cannot read even the static or health endpoints under a foreign name.
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            from streamlit.web.server.starlette.starlette_websocket import is_host_allowed
+
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if not is_host_allowed(host):
+                body = b"Forbidden: this Host is not in server.allowedHosts\n"
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 403,
+                        "headers": [
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.inner(scope, receive, send)
+
+
+def install_host_check() -> bool:
+    """Put :class:`_HostCheck` in front of the running Streamlit server's Starlette app.
+
+    Streamlit 1.67 serves through Starlette/uvicorn and offers no hook to add middleware to
+    ``streamlit run``; so on the app script's first run in a process (``app.py`` calls this)
+    the server's Starlette app is found and its built middleware stack wrapped; every later
+    request, on any connection, passes the check. Until that first run (the first browser
+    session) Streamlit alone answers, and it serves only its static page and health check
+    then, which hold no run data. No-op without a server (AppTest) and on later calls.
+    Returns whether the check is in place.
+    """
+    if _HOST_CHECK["installed"]:
+        return True
+    import gc
+
+    try:
+        from starlette.applications import Starlette
+    except ImportError:
+        return False
+    apps = [o for o in gc.get_objects() if isinstance(o, Starlette)]
+    for app in apps:
+        stack = app.middleware_stack or app.build_middleware_stack()
+        if not isinstance(stack, _HostCheck):
+            app.middleware_stack = _HostCheck(stack)
+    _HOST_CHECK["installed"] = bool(apps)
+    return bool(apps)
