@@ -10,11 +10,14 @@ import string
 from pathlib import Path
 
 import pytest
+import test_browser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pglab.config import MAX_JSON_DEPTH, MAX_STR_LEN, parse_json
 from pglab.store import parse_config_json
+
+server = test_browser.server  # the real-server fixture of the browser tests
 
 
 # -- config JSON -------------------------------------------------------------------------------
@@ -580,3 +583,56 @@ def test_sigkill_at_random_moments_keeps_every_run_readable(tmp_path) -> None:
                 state = store.load_checkpoint(rec.id)
                 if i > 0:
                     assert state is not None  # an interrupted run keeps a policy
+
+
+# -- pages with a bad store, the Runs page's import, legends ----------------------------------
+@pytest.mark.parametrize("page", ["train.py", "compare.py", "runs.py", "gradient_lab.py"])
+def test_pages_show_one_error_for_a_damaged_store(tmp_path, monkeypatch, page) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    bad = tmp_path / "corrupt.sqlite"
+    bad.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("PGLAB_STORE", str(bad))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60).run()
+    at.switch_page(f"pages/{page}").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.error) == 1 and "not a pglab store, or it is damaged" in at.error[0].value
+
+
+def test_run_names_are_plain_text_in_legends() -> None:
+    from pglab.ui.charts import line_figure, plain_text
+
+    assert plain_text('<a href="x">&</a>') == '&lt;a href="x"&gt;&amp;&lt;/a&gt;'
+    fig = line_figure([{"x": [0, 1], "y": [1, 2], "name": "<b>bold</b>", "color": "#1f77b4"}], title="t")  # fmt: skip
+    assert fig.data[0].name == "&lt;b&gt;bold&lt;/b&gt;"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_plain_http_checks_the_host_header(server) -> None:
+    """A real server and browser: once a session ran app.py, every HTTP request with a Host
+    outside server.allowedHosts gets 403 (Streamlit alone checks only its websocket)."""
+    import http.client
+
+    from playwright.sync_api import sync_playwright
+
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+
+    def status(host: str, path: str = "/") -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers={"Host": host})
+        code = conn.getresponse().status
+        conn.close()
+        return code
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])  # fmt: skip
+        page = browser.new_page()
+        page.goto(base)
+        page.get_by_role("heading", name="pglab").first.wait_for(timeout=60_000)
+        browser.close()
+    assert status("evil.example") == 403
+    assert status("evil.example:80", "/_stcore/health") == 403
+    assert status(f"localhost:{port}") == 200 and status(f"127.0.0.1:{port}") == 200

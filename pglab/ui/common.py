@@ -211,7 +211,8 @@ def install_host_check() -> bool:
         from starlette.applications import Starlette
     except ImportError:
         return False
-    apps = [o for o in gc.get_objects() if isinstance(o, Starlette)]
+    # type(), not isinstance(): no attribute lookups on lazy modules among the objects
+    apps = [o for o in gc.get_objects() if issubclass(type(o), Starlette)]
     for app in apps:
         stack = app.middleware_stack or app.build_middleware_stack()
         if not isinstance(stack, _HostCheck):
