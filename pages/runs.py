@@ -72,7 +72,7 @@ if selected:
         )
         st.download_button(
             "Config (JSON)",
-            store.config_json(first.id),
+            ui.safe(store.config_json, first.id) or "",  # "" if the run was deleted meanwhile
             f"{first.name}-config.json",
             "application/json",
             key="runs:dl_config",
@@ -105,7 +105,7 @@ if upload is not None:
         algo, cfg = parse_config_json(upload.getvalue())  # size, depth, duplicates checked
         st.code(cfg.to_json(), language="json")
         s1, s2 = st.columns([1, 3], vertical_alignment="bottom")
-        seed = s1.number_input("Seed", value=0, step=1, key="runs:import_seed")
+        seed = s1.number_input("Seed", 0, 2**31 - 1, value=0, step=1, key="runs:import_seed")
         if s2.button(f"Launch {algo} on {cfg.env_id}", type="primary", key="runs:import_go"):
             rid = registry.launch(algo, cfg, seed=int(seed))
             st.success(f"Launched run {rid}.")

@@ -22,9 +22,18 @@ trainer in memory); the rest wait in a FIFO queue. Each worker sets
 ``torch.set_num_threads(1)``: a run is one core's worth of work, and several runs oversubscribe
 the machine if each also spawns a pool. Workers never touch Streamlit.
 
-Metrics: each update's dict is appended to an append-only list under a lock; a reader copies
-a slice under the same lock, so it always sees whole updates in order, and the list is never
-mutated, only extended. The worker flushes new rows to the store at least once a second.
+Metrics: each update's dict is appended to the run's :class:`MetricHistory` under a lock (the
+newest 2,000 rows whole, older ones evenly decimated, so memory is bounded whatever the run's
+length); a reader copies a slice under the same lock, so it always sees whole updates in
+order, and rows are never modified once returned. The worker flushes new rows to the store at
+least once a second, decimating tiny updates past update 10,000 (:func:`pglab.store.keep_row`;
+a run's last row is always stored).
+
+Resources and failures: :func:`validate_launch` refuses configs over the memory budget
+(:mod:`pglab.budget`). A checkpoint is saved every :data:`CHECKPOINT_EVERY` updates and at the
+end, so an interrupted run keeps a policy. A full disk ends a run ``failed`` ("disk full: ...",
+the rows written before are kept); a store file deleted under a run ends it ``failed`` ("store
+file removed: ...") at the next flush instead of writing into the void.
 
 Stop and pause: a stop is checked between updates and before every environment step (the
 trainer's ``env_step`` is wrapped), so it lands within one env step, not one update; the
