@@ -519,6 +519,8 @@ def test_cli_bad_paths_and_bounds_are_one_line(tmp_path, capsys) -> None:
         (["export", rid, "--format", "config", "--out", str(tmp_path), *s], r"is a directory"),
         (["export", rid, "--format", "parquet", "--out", str(tmp_path), *s], r"is a directory"),
         (["runs", "--store", str(tmp_path)], r"^store: .* is a directory"),
+        (["export", rid, "--format", "config", "--out", "/dev/full", *s],
+         r"^--out: the disk is full writing '/dev/full'"),  # a real ENOSPC
         (["train", "--algo", "a2c", "--threads", "100000", *s],
          r"^--threads: 100000 is not allowed \(an integer in \[1, \d+\]"),
         (["gradlab", "--env", "CartPole-v1", "--seed", "-1"], r"^seed: -1 is not allowed"),
