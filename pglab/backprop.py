@@ -201,3 +201,144 @@ def _flat_view(flat: nn.Parameter, offset: int, shape: tuple[int, ...]) -> nn.Pa
     view = nn.Parameter(flat.data[offset : offset + n].view(shape))
     view.grad = flat.grad[offset : offset + n].view(shape)
     return view
+
+
+class MLPBackprop:
+    """One MLP (a policy or a value net) evaluated and differentiated by hand, on CPU.
+
+    The same equations as :class:`ActorCriticBackprop` (module docstring) for a single net:
+    the algorithms that step the actor and the critic apart (REINFORCE's critic fit after the
+    policy step, TRPO's natural-gradient policy step and critic epochs, A2C's autograd-free
+    policy-only diagnostics) need one net at a time. The constructor lays the module's
+    parameters out in one flat buffer (:func:`pglab.policies.flat_parameter`; data and grad,
+    attribute :attr:`flat`) so one fused optimiser step (:class:`pglab.optim.FlatAdam`)
+    updates them; the module keeps working unchanged.
+
+    Hidden-layer products go to torch (``addmm``/``mm``, MKL), ``tanh`` to numpy's SIMD ufunc,
+    the activation derivatives and the heads to :mod:`pglab.kernels`.
+
+    - ``forward_net(obs)`` -> ``out = net(encode(obs))`` ``[B, out]`` (numpy, saved for backward)
+    - ``backward_net(grad_out)`` writes dL/dtheta of every Linear layer for dL/d out ``[B, out]``
+
+    Call both under ``torch.no_grad()``.
+    """
+
+    def __init__(self, module: CategoricalMLP | GaussianMLP | ValueMLP):
+        assert self.supports(module)
+        self.module = module
+        self.encode = module.encode
+        self.linears = [m for m in module.net if isinstance(m, nn.Linear)]
+        self.relu = any(isinstance(m, nn.ReLU) for m in module.net)
+        self.flat = flat_parameter(list(module.parameters()))
+        self._acts: list[Tensor] = []
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        """True for a Categorical/Gaussian/Value MLP (Linear, tanh, ReLU) on CPU."""
+        if type(module) not in (CategoricalMLP, GaussianMLP, ValueMLP):
+            return False
+        if any(p.device.type != "cpu" for p in module.parameters()):
+            return False
+        return all(type(m) in _LAYERS for m in module.net)
+
+    def forward_net(self, obs: Tensor) -> np.ndarray:
+        x = self.encode(obs)
+        if x.dtype != torch.float32:
+            x = x.float()
+        self._acts = [x]
+        h = x
+        last = len(self.linears) - 1
+        for k, lin in enumerate(self.linears):
+            h = torch.addmm(lin.bias, h, lin.weight.t())
+            if k < last:
+                z = h.numpy()
+                if self.relu:
+                    np.maximum(z, 0.0, out=z)
+                else:
+                    np.tanh(z, out=z)
+                self._acts.append(h)
+        return h.numpy()
+
+    def backward_net(self, grad_out: np.ndarray) -> None:
+        assert self._acts, "forward first"
+        g = torch.from_numpy(np.ascontiguousarray(grad_out, dtype=np.float32))
+        last = len(self.linears) - 1
+        for k in range(last, -1, -1):
+            lin = self.linears[k]
+            assert lin.weight.grad is not None and lin.bias.grad is not None
+            torch.mm(g.t(), self._acts[k], out=lin.weight.grad)
+            if k == last:
+                torch.sum(g, 0, out=lin.bias.grad)
+            if k > 0:
+                g = torch.mm(g, lin.weight)  # dL/dh_k; made dL/dz_k in place, with layer k's bias
+                prev_bias = self.linears[k - 1].bias.grad
+                assert prev_bias is not None
+                kernels.activation_backward(
+                    g.numpy()[None], self._acts[k].numpy()[None],
+                    prev_bias.numpy().reshape(1, 1, -1), self.relu,
+                )  # fmt: skip
+
+
+class PolicyBackprop(MLPBackprop):
+    """:class:`MLPBackprop` for a policy, with its head (module docstring's equations).
+
+    ``forward(obs, actions)`` -> ``(log pi(a|s), H(pi(.|s)))``, each ``[B]`` numpy;
+    ``backward(grad_log_prob [B], grad_entropy)`` writes dL/dtheta into ``flat.grad``
+    (``log_std`` included for the Gaussian), for dL/dH_b = ``grad_entropy`` for every b."""
+
+    def __init__(self, policy: CategoricalMLP | GaussianMLP):
+        super().__init__(policy)
+        self.categorical = type(policy) is CategoricalMLP
+        if not self.categorical:
+            assert isinstance(policy, GaussianMLP)
+            self.log_std = _np(policy.log_std)
+            assert policy.log_std.grad is not None
+            self.d_log_std = policy.log_std.grad.numpy()
+        self._saved: tuple[np.ndarray, ...] = ()
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return type(module) in (CategoricalMLP, GaussianMLP) and MLPBackprop.supports(module)
+
+    def forward(self, obs: Tensor, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.forward_net(obs)
+        B = len(out)
+        log_prob = np.empty(B, dtype=np.float32)
+        entropy = np.empty(B, dtype=np.float32)
+        if self.categorical:
+            kernels.categorical_head(out, actions, out, log_prob, entropy)  # out: log pi(.|s)
+        else:
+            actions = np.ascontiguousarray(actions, dtype=np.float32)
+            kernels.gaussian_head(out, self.log_std, actions, out, log_prob, entropy)  # out: u
+        self._saved = (out, entropy, actions)
+        return log_prob, entropy
+
+    def backward(self, grad_log_prob: np.ndarray, grad_entropy: float) -> None:
+        assert self._saved, "forward() first"
+        saved, entropy, actions = self._saved
+        grad_out = np.empty_like(saved)
+        grad_log_prob = np.ascontiguousarray(grad_log_prob, dtype=np.float32)
+        if self.categorical:
+            kernels.categorical_head_backward(
+                saved, entropy, actions, grad_log_prob, grad_entropy, grad_out
+            )
+        else:
+            kernels.gaussian_head_backward(
+                saved, self.log_std, grad_log_prob, grad_entropy, grad_out, self.d_log_std
+            )
+        self.backward_net(grad_out)
+
+
+class ValueBackprop(MLPBackprop):
+    """:class:`MLPBackprop` for a :class:`pglab.policies.ValueMLP`: ``forward(obs)`` -> V(s)
+    ``[B]``; ``backward(grad_values [B])`` writes dL/dphi for dL/dV = ``grad_values``."""
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return type(module) is ValueMLP and MLPBackprop.supports(module)
+
+    def forward(self, obs: Tensor) -> np.ndarray:
+        return self.forward_net(obs)[:, 0]
+
+    def backward(self, grad_values: np.ndarray) -> None:
+        self.backward_net(np.asarray(grad_values, dtype=np.float32).reshape(-1, 1))
