@@ -326,6 +326,23 @@ def adam_step_(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):  
         param[i] -= step_size * m / (math.sqrt(v) / bc2 + e)
 
 
+@_kernel
+def rmsprop_step_(param, grad, square_avg, lr, alpha, eps):  # pragma: no cover - compiled
+    """One RMSprop step on flat float32 buffers ``[P]``, in place (Tieleman & Hinton 2012;
+    ``torch.optim.RMSprop`` without momentum or centering, in its order of operations):
+
+    v = alpha v + (1 - alpha) g^2,   theta -= lr * g / (sqrt(v) + eps)"""
+    a = np.float32(alpha)
+    w = np.float32(1.0 - alpha)
+    step = np.float32(lr)
+    e = np.float32(eps)
+    for i in range(param.shape[0]):
+        g = grad[i]
+        v = square_avg[i] * a + w * g * g
+        square_avg[i] = v
+        param[i] -= step * g / (math.sqrt(v) + e)
+
+
 # -- advantages ------------------------------------------------------------------------------
 @_kernel
 def gae(rewards, values, next_values, terminated, truncated, gamma, gae_lambda):  # pragma: no cover
