@@ -342,3 +342,106 @@ class ValueBackprop(MLPBackprop):
 
     def backward(self, grad_values: np.ndarray) -> None:
         self.backward_net(np.asarray(grad_values, dtype=np.float32).reshape(-1, 1))
+
+
+# Rows x layer size above which segment_grads' per-step outer products get too big (floats);
+# past it the caller uses pglab.diagnostics' piecewise version.
+SEGMENT_GRADS_MAX_FLOATS = 1 << 22
+
+
+def segment_grads_fit(policy: nn.Module, batch: int) -> bool:
+    """Whether :func:`segment_grads` takes ``policy`` (an MLP on CPU) at ``batch`` steps."""
+    if not PolicyBackprop.supports(policy):
+        return False
+    largest = max(m.weight.numel() for m in policy.net if isinstance(m, nn.Linear))
+    return batch * largest <= SEGMENT_GRADS_MAX_FLOATS
+
+
+@torch.no_grad()
+def segment_grads(
+    policy: CategoricalMLP | GaussianMLP,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+) -> Tensor:
+    """:func:`pglab.diagnostics.grad_samples` for an MLP policy on CPU, by hand:
+
+        g_i = grad_theta sum_{t: segments[t] = i} log pi(a_t|s_t) w_t      -> [m, P]
+
+    in ``policy.parameters()`` order. One forward, the heads' backward with
+    dL/d log pi_t = w_t, then per layer the per-step products ``delta_t x_t^T`` summed into
+    their segments (``index_add_``); no autograd graph. For A2C's 40-step rollouts this is
+    several times cheaper than the general version; it needs ``B x`` (largest layer) floats
+    (:func:`segment_grads_fit`). ``tests/test_backprop.py`` checks it against grad_samples."""
+    x = policy.encode(obs).float()
+    linears = [m for m in policy.net if isinstance(m, nn.Linear)]
+    relu = any(isinstance(m, nn.ReLU) for m in policy.net)
+    acts = [x]
+    h = x
+    for k, lin in enumerate(linears):
+        h = torch.addmm(lin.bias, h, lin.weight.t())
+        if k < len(linears) - 1:
+            h = h.relu() if relu else torch.tanh(h)
+            acts.append(h)
+    out = h.numpy()
+    B = out.shape[0]
+    w = np.ascontiguousarray(weights.numpy(), dtype=np.float32)
+    seg = segments.to(torch.long)
+    log_prob = np.empty(B, dtype=np.float32)
+    entropy = np.empty(B, dtype=np.float32)
+    grad_out = np.empty_like(out)
+    rows: dict[int, Tensor] = {}
+    if type(policy) is CategoricalMLP:
+        a = actions.numpy()
+        kernels.categorical_head(out, a, out, log_prob, entropy)
+        kernels.categorical_head_backward(out, entropy, a, w, 0.0, grad_out)
+    else:
+        assert isinstance(policy, GaussianMLP)
+        log_std = _np(policy.log_std)
+        a = np.ascontiguousarray(actions.numpy(), dtype=np.float32)
+        kernels.gaussian_head(out, log_std, a, out, log_prob, entropy)  # out: u
+        grad_out = w[:, None] * out * np.exp(-log_std)  # d log pi / d mu, weighted
+        per_step = torch.from_numpy(w[:, None] * (out * out - 1.0))  # d / d log_std
+        rows[id(policy.log_std)] = torch.zeros(n_segments, per_step.shape[1]).index_add_(
+            0, seg, per_step
+        )
+    g = torch.from_numpy(grad_out)
+    for k in range(len(linears) - 1, -1, -1):
+        lin = linears[k]
+        per_w = g.unsqueeze(2) * acts[k].unsqueeze(1)  # [B, out, in]
+        rows[id(lin.weight)] = torch.zeros(n_segments, *lin.weight.shape).index_add_(0, seg, per_w)
+        rows[id(lin.bias)] = torch.zeros(n_segments, lin.bias.shape[0]).index_add_(0, seg, g)
+        if k > 0:
+            g = g @ lin.weight
+            hk = acts[k]
+            g = g * (hk > 0) if relu else g * (1.0 - hk * hk)
+    return torch.cat([rows[id(p)].reshape(n_segments, -1) for p in policy.parameters()], dim=1)
+
+
+def policy_grad_diagnostics(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+) -> dict[str, float]:
+    """:func:`pglab.diagnostics.policy_grad_diagnostics` (``diag/grad_var``, ``diag/grad_snr``)
+    with the samples from :func:`segment_grads` where it fits, else from the general version."""
+    from pglab import diagnostics
+
+    if not segment_grads_fit(policy, int(obs.shape[0])):
+        return diagnostics.policy_grad_diagnostics(
+            policy, obs, actions, weights, segments, n_segments
+        )
+    assert isinstance(policy, CategoricalMLP | GaussianMLP)
+    samples = segment_grads(policy, obs, actions, weights, segments, n_segments)
+    stats = diagnostics.grad_stats(samples)
+    out: dict[str, float] = {}
+    if math.isfinite(stats["variance"]):
+        out["diag/grad_var"] = float(stats["variance"])
+    if math.isfinite(stats["snr"]):
+        out["diag/grad_snr"] = float(stats["snr"])
+    return out

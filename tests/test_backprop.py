@@ -254,3 +254,32 @@ def test_single_net_backprop_equals_autograd(env_id: str, activation: str, n_lay
         torch.testing.assert_close(torch.from_numpy(v), value(obs))
     torch.testing.assert_close(vb.flat.grad, v_grad_ref, rtol=1e-4, atol=1e-6)
     assert torch.isfinite(pb.flat.grad).all() and torch.isfinite(vb.flat.grad).all()
+
+
+@pytest.mark.parametrize(("env_id", "activation", "n_layers"), SINGLE_NETS)
+def test_segment_grads_equal_grad_samples(env_id: str, activation: str, n_layers: int) -> None:
+    """The by-hand per-segment gradients (A2C's diagnostics on CPU) equal pglab.diagnostics'."""
+    import gymnasium as gym
+
+    from pglab.backprop import segment_grads, segment_grads_fit
+    from pglab.diagnostics import grad_samples
+    from pglab.policies import make_policy
+
+    env = gym.make(env_id)
+    torch.manual_seed(2)
+    policy = make_policy(env.observation_space, env.action_space, 16, n_layers, activation)
+    env.observation_space.seed(1)
+    env.action_space.seed(1)
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(40)]))
+    actions = torch.as_tensor(np.stack([env.action_space.sample() for _ in range(40)]))
+    if not isinstance(env.observation_space, gym.spaces.Discrete):
+        obs = obs.float()
+    if isinstance(env.action_space, gym.spaces.Box):
+        actions = actions.float()
+    w = torch.randn(40, generator=torch.Generator().manual_seed(5))
+    segments = torch.tensor([i * 7 // 40 for i in range(40)])[torch.randperm(40)]
+    assert segment_grads_fit(policy, 40)
+    ours = segment_grads(policy, obs, actions, w, segments, 8)  # segment 7 has no steps
+    ref = grad_samples(policy, obs, actions, w, segments, 8)
+    assert ours.shape == ref.shape and (ours[7] == 0).all()
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)

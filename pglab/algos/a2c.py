@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pglab import backprop
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.algos.ppo import clip_grad_norm, value_loss_grad
 from pglab.backprop import ActorCriticBackprop
@@ -190,10 +191,12 @@ class A2C(Trainer):
 
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics:
+            # per-segment samples by hand on the CPU path (the same numbers, a few times faster)
+            diagnose = (
+                backprop.policy_grad_diagnostics if self.backprop else policy_grad_diagnostics
+            )
             metrics.update(
-                policy_grad_diagnostics(
-                    self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg
-                )
+                diagnose(self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
             )
 
         # 3. update: one step on the shared loss -------------------------------------------
