@@ -313,6 +313,59 @@ class PolicyBackprop(MLPBackprop):
         self._saved = (out, entropy, actions)
         return log_prob, entropy
 
+    def _slices(self) -> dict[int, slice]:
+        """Where each parameter lies in :attr:`flat` (``id(param) -> slice``)."""
+        out, offset = {}, 0
+        for p in self.module.parameters():
+            out[id(p)] = slice(offset, offset + p.numel())
+            offset += p.numel()
+        return out
+
+    def jvp(self, v: Tensor) -> Tensor:
+        """Forward-mode derivative of the net output along a parameter direction ``v`` ``[P]``
+        at the last :meth:`forward` (its saved activations): ``J v`` ``[B, out]``,
+
+            dz_k = dh_{k-1} W_k^T + h_{k-1} dW_k^T + db_k,   dh_k = act'(h_k) * dz_k,   dh_0 = 0
+        """
+        sl = self._slices()
+        dh: Tensor | None = None
+        last = len(self.linears) - 1
+        for k, lin in enumerate(self.linears):
+            dW = v[sl[id(lin.weight)]].view_as(lin.weight)
+            db = v[sl[id(lin.bias)]]
+            dz = torch.addmm(db, self._acts[k], dW.t())
+            if dh is not None:
+                dz.addmm_(dh, lin.weight.t())
+            if k < last:
+                h = self._acts[k + 1]
+                dh = dz * (h > 0) if self.relu else dz * (1.0 - h * h)
+        return dz
+
+    def fisher_vector_product(self, v: Tensor, dist: np.ndarray) -> Tensor:
+        """``F v`` ``[P]`` for the Fisher matrix of the mean over the batch of KL(pi_old || pi),
+        F = Hessian of that KL at pi = pi_old = J^T M J / B (TRPO's F), with ``dist`` the old
+        policy's ``log pi(.|s)`` ``[B, A]`` (categorical) at the last :meth:`forward`'s
+        parameters, or unused (Gaussian):
+
+            categorical  M_b = diag(pi_b) - pi_b pi_b^T     (on the logits)
+            Gaussian     M_b = diag(1 / sigma^2) on the mean;  d^2 KL / d log_sigma_d^2 = 2
+
+        Written into ``flat.grad`` and returned as a new tensor."""
+        jv = self.jvp(v).numpy()
+        B = jv.shape[0]
+        if self.categorical:
+            p = np.exp(dist)
+            pjv = p * jv
+            grad_out = (pjv - p * pjv.sum(1, keepdims=True)) / np.float32(B)
+        else:
+            grad_out = jv * (np.exp(-2.0 * self.log_std) / np.float32(B))
+        self.backward_net(grad_out.astype(np.float32, copy=False))
+        out = self.flat.grad.clone()
+        if not self.categorical:
+            ls = self._slices()[id(self.module.log_std)]
+            out[ls] = 2.0 * v[ls]
+        return out
+
     def backward(self, grad_log_prob: np.ndarray, grad_entropy: float) -> None:
         assert self._saved, "forward() first"
         saved, entropy, actions = self._saved
