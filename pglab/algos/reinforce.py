@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pglab import kernels
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.algos.ppo import clip_grad_norm, value_loss_grad
 from pglab.backprop import PolicyBackprop, ValueBackprop
@@ -58,6 +59,7 @@ from pglab.estimators import (
     total_return,
 )
 from pglab.optim import FlatAdam
+from pglab.policies import CategoricalMLP, NumpyActor
 
 BASELINES = ("none", "constant", "time", "min_variance", "loo", "value")
 
@@ -214,18 +216,48 @@ class Reinforce(Trainer):
                 self.value_params = flatten_parameters(self.value)
             self.vf_optimizer = FlatAdam(self.value_params, lr=self.config.vf_learning_rate)
         self._noise: Tensor | None = None  # sampling noise drawn in blocks, see collect_episodes
+        self._noise_np: np.ndarray | None = None
         self._noise_pos = 0
+        # One env steps one observation at a time: a categorical MLP on CPU then samples in one
+        # compiled call (kernels.mlp_categorical_sample), the numpy actor's maths and noise.
+        self._compiled: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], bool] | None = None
+        policy = self.policy
+        if (
+            type(policy) is CategoricalMLP
+            and NumpyActor.supports(policy)
+            and policy.encode.n is None
+        ):
+            lins = [m for m in policy.net if isinstance(m, torch.nn.Linear)]
+            self._compiled = (
+                tuple(m.weight.detach().numpy() for m in lins),
+                tuple(m.bias.detach().numpy() for m in lins),
+                any(isinstance(m, torch.nn.ReLU) for m in policy.net),
+            )
 
     def _next_noise(self) -> Tensor | None:
         """The next step's sampling noise ``[N, ...]``, from blocks of 1024 steps drawn at once
         (one generator call instead of one per step; the stream of numbers is the same)."""
         if self._noise is None or self._noise_pos == len(self._noise):
             self._noise = self.draw_noise((1024, self.num_envs))
+            self._noise_np = None if self._noise is None else self._noise.cpu().numpy()
             self._noise_pos = 0
             if self._noise is None:
                 return None
         self._noise_pos += 1
         return self._noise[self._noise_pos - 1]
+
+    def _sample_np(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Actions and log pi(a|s) for one step's observations ``[N, ...]`` (numpy)."""
+        noise = self._next_noise()
+        if self._compiled is None or noise is None:
+            return self.sample_actions_np(obs, noise)
+        assert self._noise_np is not None
+        weights, biases, relu = self._compiled
+        actions = np.empty(len(obs), dtype=np.int64)
+        log_prob = np.empty(len(obs), dtype=np.float32)
+        u = self._noise_np[self._noise_pos - 1]
+        kernels.mlp_categorical_sample(obs, weights, biases, relu, u, actions, log_prob)
+        return actions, log_prob
 
     # -- 1. collect ---------------------------------------------------------------------------------
     def collect_episodes(self) -> list[EpisodeData]:
@@ -243,7 +275,7 @@ class Reinforce(Trainer):
         steps_mode = cfg.batch_mode == "steps"
         while active.any():
             o = self.obs_array(obs)
-            actions, _ = self.sample_actions_np(o, self._next_noise())
+            actions, _ = self._sample_np(o)
             _, rewards, terminated, truncated, obs = self.env_step(actions)
             dones = terminated | truncated
             for i in range(N) if N == 1 else np.flatnonzero(active):
