@@ -253,6 +253,9 @@ class Reinforce(Trainer):
             return self.sample_actions_np(obs, noise)
         assert self._noise_np is not None
         weights, biases, relu = self._compiled
+        if weights[0].ctypes.data != self.policy.net[0].weight.data_ptr():
+            self._compiled = None  # the parameters were moved to new storage: numpy actor then
+            return self.sample_actions_np(obs, noise)
         actions = np.empty(len(obs), dtype=np.int64)
         log_prob = np.empty(len(obs), dtype=np.float32)
         u = self._noise_np[self._noise_pos - 1]
