@@ -418,6 +418,7 @@ def segment_grads(
     weights: Tensor,
     segments: Tensor,
     n_segments: int,
+    params: list[nn.Parameter] | None = None,
 ) -> Tensor:
     """:func:`pglab.diagnostics.grad_samples` for an MLP policy on CPU, by hand:
 
@@ -470,7 +471,8 @@ def segment_grads(
             g = g @ lin.weight
             hk = acts[k]
             g = g * (hk > 0) if relu else g * (1.0 - hk * hk)
-    return torch.cat([rows[id(p)].reshape(n_segments, -1) for p in policy.parameters()], dim=1)
+    order = list(policy.parameters()) if params is None else params  # params: cached order
+    return torch.cat([rows[id(p)].reshape(n_segments, -1) for p in order], dim=1)
 
 
 def policy_grad_diagnostics(
@@ -480,17 +482,23 @@ def policy_grad_diagnostics(
     weights: Tensor,
     segments: Tensor,
     n_segments: int,
+    fits: bool | None = None,
+    params: list[nn.Parameter] | None = None,
 ) -> dict[str, float]:
     """:func:`pglab.diagnostics.policy_grad_diagnostics` (``diag/grad_var``, ``diag/grad_snr``)
-    with the samples from :func:`segment_grads` where it fits, else from the general version."""
+    with the samples from :func:`segment_grads` where it fits, else from the general version.
+    ``fits`` (:func:`segment_grads_fit`) and ``params`` (``list(policy.parameters())``) may be
+    passed in, computed once by the caller: both walk the module tree, a cost per call."""
     from pglab import diagnostics
 
-    if not segment_grads_fit(policy, int(obs.shape[0])):
+    if fits is None:
+        fits = segment_grads_fit(policy, int(obs.shape[0]))
+    if not fits:
         return diagnostics.policy_grad_diagnostics(
             policy, obs, actions, weights, segments, n_segments
         )
     assert isinstance(policy, CategoricalMLP | GaussianMLP)
-    samples = segment_grads(policy, obs, actions, weights, segments, n_segments)
+    samples = segment_grads(policy, obs, actions, weights, segments, n_segments, params)
     stats = diagnostics.grad_stats(samples)
     out: dict[str, float] = {}
     if math.isfinite(stats["variance"]):

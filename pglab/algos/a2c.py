@@ -131,6 +131,11 @@ class A2C(Trainer):
         else:
             self.flat_params = flatten_parameters(self.policy, self.value)
         self.params = [self.flat_params]
+        # the by-hand diagnostic's fixed facts, looked up once (each walks the module tree)
+        self._diag_params = list(self.policy.parameters())
+        self._diag_fits = backprop.segment_grads_fit(
+            self.policy, self.config.num_envs * self.config.n_steps
+        )
         lr = self.config.learning_rate
         if self.config.optimizer == "rmsprop":
             # SB3's A2C: RMSprop with alpha 0.99 and eps 1e-5 (PyTorch's default eps is 1e-8).
@@ -192,12 +197,15 @@ class A2C(Trainer):
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics:
             # per-segment samples by hand on the CPU path (the same numbers, a few times faster)
-            diagnose = (
-                backprop.policy_grad_diagnostics if self.backprop else policy_grad_diagnostics
-            )
-            metrics.update(
-                diagnose(self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
-            )
+            args = (self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
+            if self.backprop is not None:
+                metrics.update(
+                    backprop.policy_grad_diagnostics(
+                        *args, fits=self._diag_fits, params=self._diag_params
+                    )
+                )
+            else:
+                metrics.update(policy_grad_diagnostics(*args))
 
         # 3. update: one step on the shared loss -------------------------------------------
         policy_loss, value_loss, ent = self.loss_and_grad(b_obs, b_actions, b_advantages, b_returns)
