@@ -201,3 +201,308 @@ def _flat_view(flat: nn.Parameter, offset: int, shape: tuple[int, ...]) -> nn.Pa
     view = nn.Parameter(flat.data[offset : offset + n].view(shape))
     view.grad = flat.grad[offset : offset + n].view(shape)
     return view
+
+
+class MLPBackprop:
+    """One MLP (a policy or a value net) evaluated and differentiated by hand, on CPU.
+
+    The same equations as :class:`ActorCriticBackprop` (module docstring) for a single net:
+    the algorithms that step the actor and the critic apart (REINFORCE's critic fit after the
+    policy step, TRPO's natural-gradient policy step and critic epochs, A2C's autograd-free
+    policy-only diagnostics) need one net at a time. The constructor lays the module's
+    parameters out in one flat buffer (:func:`pglab.policies.flat_parameter`; data and grad,
+    attribute :attr:`flat`) so one fused optimiser step (:class:`pglab.optim.FlatAdam`)
+    updates them; the module keeps working unchanged.
+
+    Hidden-layer products go to torch (``addmm``/``mm``, MKL), ``tanh`` to numpy's SIMD ufunc,
+    the activation derivatives and the heads to :mod:`pglab.kernels`.
+
+    - ``forward_net(obs)`` -> ``out = net(encode(obs))`` ``[B, out]`` (numpy, saved for backward)
+    - ``backward_net(grad_out)`` writes dL/dtheta of every Linear layer for dL/d out ``[B, out]``
+
+    Call both under ``torch.no_grad()``.
+    """
+
+    def __init__(self, module: CategoricalMLP | GaussianMLP | ValueMLP):
+        assert self.supports(module)
+        self.module = module
+        self.encode = module.encode
+        self.linears = [m for m in module.net if isinstance(m, nn.Linear)]
+        self.relu = any(isinstance(m, nn.ReLU) for m in module.net)
+        self.flat = flat_parameter(list(module.parameters()))
+        self._acts: list[Tensor] = []
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        """True for a Categorical/Gaussian/Value MLP (Linear, tanh, ReLU) on CPU."""
+        if type(module) not in (CategoricalMLP, GaussianMLP, ValueMLP):
+            return False
+        if any(p.device.type != "cpu" for p in module.parameters()):
+            return False
+        return all(type(m) in _LAYERS for m in module.net)
+
+    def forward_net(self, obs: Tensor) -> np.ndarray:
+        x = self.encode(obs)
+        if x.dtype != torch.float32:
+            x = x.float()
+        self._acts = [x]
+        h = x
+        last = len(self.linears) - 1
+        for k, lin in enumerate(self.linears):
+            h = torch.addmm(lin.bias, h, lin.weight.t())
+            if k < last:
+                z = h.numpy()
+                if self.relu:
+                    np.maximum(z, 0.0, out=z)
+                else:
+                    np.tanh(z, out=z)
+                self._acts.append(h)
+        return h.numpy()
+
+    def backward_net(self, grad_out: np.ndarray) -> None:
+        assert self._acts, "forward first"
+        g = torch.from_numpy(np.ascontiguousarray(grad_out, dtype=np.float32))
+        last = len(self.linears) - 1
+        for k in range(last, -1, -1):
+            lin = self.linears[k]
+            assert lin.weight.grad is not None and lin.bias.grad is not None
+            torch.mm(g.t(), self._acts[k], out=lin.weight.grad)
+            if k == last:
+                torch.sum(g, 0, out=lin.bias.grad)
+            if k > 0:
+                g = torch.mm(g, lin.weight)  # dL/dh_k; made dL/dz_k in place, with layer k's bias
+                prev_bias = self.linears[k - 1].bias.grad
+                assert prev_bias is not None
+                kernels.activation_backward(
+                    g.numpy()[None], self._acts[k].numpy()[None],
+                    prev_bias.numpy().reshape(1, 1, -1), self.relu,
+                )  # fmt: skip
+
+
+class PolicyBackprop(MLPBackprop):
+    """:class:`MLPBackprop` for a policy, with its head (module docstring's equations).
+
+    ``forward(obs, actions)`` -> ``(log pi(a|s), H(pi(.|s)))``, each ``[B]`` numpy;
+    ``backward(grad_log_prob [B], grad_entropy)`` writes dL/dtheta into ``flat.grad``
+    (``log_std`` included for the Gaussian), for dL/dH_b = ``grad_entropy`` for every b."""
+
+    def __init__(self, policy: CategoricalMLP | GaussianMLP):
+        super().__init__(policy)
+        self.categorical = type(policy) is CategoricalMLP
+        if not self.categorical:
+            assert isinstance(policy, GaussianMLP)
+            self.log_std = _np(policy.log_std)
+            assert policy.log_std.grad is not None
+            self.d_log_std = policy.log_std.grad.numpy()
+        self._saved: tuple[np.ndarray, ...] = ()
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return type(module) in (CategoricalMLP, GaussianMLP) and MLPBackprop.supports(module)
+
+    def forward(self, obs: Tensor, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.forward_net(obs)
+        B = len(out)
+        log_prob = np.empty(B, dtype=np.float32)
+        entropy = np.empty(B, dtype=np.float32)
+        if self.categorical:
+            kernels.categorical_head(out, actions, out, log_prob, entropy)  # out: log pi(.|s)
+        else:
+            actions = np.ascontiguousarray(actions, dtype=np.float32)
+            kernels.gaussian_head(out, self.log_std, actions, out, log_prob, entropy)  # out: u
+        self._saved = (out, entropy, actions)
+        return log_prob, entropy
+
+    def _slices(self) -> dict[int, slice]:
+        """Where each parameter lies in :attr:`flat` (``id(param) -> slice``)."""
+        out, offset = {}, 0
+        for p in self.module.parameters():
+            out[id(p)] = slice(offset, offset + p.numel())
+            offset += p.numel()
+        return out
+
+    def jvp(self, v: Tensor) -> Tensor:
+        """Forward-mode derivative of the net output along a parameter direction ``v`` ``[P]``
+        at the last :meth:`forward` (its saved activations): ``J v`` ``[B, out]``,
+
+            dz_k = dh_{k-1} W_k^T + h_{k-1} dW_k^T + db_k,   dh_k = act'(h_k) * dz_k,   dh_0 = 0
+        """
+        sl = self._slices()
+        dh: Tensor | None = None
+        last = len(self.linears) - 1
+        for k, lin in enumerate(self.linears):
+            dW = v[sl[id(lin.weight)]].view_as(lin.weight)
+            db = v[sl[id(lin.bias)]]
+            dz = torch.addmm(db, self._acts[k], dW.t())
+            if dh is not None:
+                dz.addmm_(dh, lin.weight.t())
+            if k < last:
+                h = self._acts[k + 1]
+                dh = dz * (h > 0) if self.relu else dz * (1.0 - h * h)
+        return dz
+
+    def fisher_vector_product(self, v: Tensor, dist: np.ndarray) -> Tensor:
+        """``F v`` ``[P]`` for the Fisher matrix of the mean over the batch of KL(pi_old || pi),
+        F = Hessian of that KL at pi = pi_old = J^T M J / B (TRPO's F), with ``dist`` the old
+        policy's ``log pi(.|s)`` ``[B, A]`` (categorical) at the last :meth:`forward`'s
+        parameters, or unused (Gaussian):
+
+            categorical  M_b = diag(pi_b) - pi_b pi_b^T     (on the logits)
+            Gaussian     M_b = diag(1 / sigma^2) on the mean;  d^2 KL / d log_sigma_d^2 = 2
+
+        Written into ``flat.grad`` and returned as a new tensor."""
+        jv = self.jvp(v).numpy()
+        B = jv.shape[0]
+        if self.categorical:
+            p = np.exp(dist)
+            pjv = p * jv
+            grad_out = (pjv - p * pjv.sum(1, keepdims=True)) / np.float32(B)
+        else:
+            grad_out = jv * (np.exp(-2.0 * self.log_std) / np.float32(B))
+        self.backward_net(grad_out.astype(np.float32, copy=False))
+        out = self.flat.grad.clone()
+        if not self.categorical:
+            ls = self._slices()[id(self.module.log_std)]
+            out[ls] = 2.0 * v[ls]
+        return out
+
+    def backward(self, grad_log_prob: np.ndarray, grad_entropy: float) -> None:
+        assert self._saved, "forward() first"
+        saved, entropy, actions = self._saved
+        grad_out = np.empty_like(saved)
+        grad_log_prob = np.ascontiguousarray(grad_log_prob, dtype=np.float32)
+        if self.categorical:
+            kernels.categorical_head_backward(
+                saved, entropy, actions, grad_log_prob, grad_entropy, grad_out
+            )
+        else:
+            kernels.gaussian_head_backward(
+                saved, self.log_std, grad_log_prob, grad_entropy, grad_out, self.d_log_std
+            )
+        self.backward_net(grad_out)
+
+
+class ValueBackprop(MLPBackprop):
+    """:class:`MLPBackprop` for a :class:`pglab.policies.ValueMLP`: ``forward(obs)`` -> V(s)
+    ``[B]``; ``backward(grad_values [B])`` writes dL/dphi for dL/dV = ``grad_values``."""
+
+    @staticmethod
+    def supports(module: nn.Module) -> bool:
+        return type(module) is ValueMLP and MLPBackprop.supports(module)
+
+    def forward(self, obs: Tensor) -> np.ndarray:
+        return self.forward_net(obs)[:, 0]
+
+    def backward(self, grad_values: np.ndarray) -> None:
+        self.backward_net(np.asarray(grad_values, dtype=np.float32).reshape(-1, 1))
+
+
+# Rows x layer size above which segment_grads' per-step outer products get too big (floats);
+# past it the caller uses pglab.diagnostics' piecewise version.
+SEGMENT_GRADS_MAX_FLOATS = 1 << 22
+
+
+def segment_grads_fit(policy: nn.Module, batch: int) -> bool:
+    """Whether :func:`segment_grads` takes ``policy`` (an MLP on CPU) at ``batch`` steps."""
+    if not PolicyBackprop.supports(policy):
+        return False
+    largest = max(m.weight.numel() for m in policy.net if isinstance(m, nn.Linear))
+    return batch * largest <= SEGMENT_GRADS_MAX_FLOATS
+
+
+@torch.no_grad()
+def segment_grads(
+    policy: CategoricalMLP | GaussianMLP,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    params: list[nn.Parameter] | None = None,
+) -> Tensor:
+    """:func:`pglab.diagnostics.grad_samples` for an MLP policy on CPU, by hand:
+
+        g_i = grad_theta sum_{t: segments[t] = i} log pi(a_t|s_t) w_t      -> [m, P]
+
+    in ``policy.parameters()`` order. One forward, the heads' backward with
+    dL/d log pi_t = w_t, then per layer the per-step products ``delta_t x_t^T`` summed into
+    their segments (``index_add_``); no autograd graph. For A2C's 40-step rollouts this is
+    several times cheaper than the general version; it needs ``B x`` (largest layer) floats
+    (:func:`segment_grads_fit`). ``tests/test_backprop.py`` checks it against grad_samples."""
+    x = policy.encode(obs).float()
+    linears = [m for m in policy.net if isinstance(m, nn.Linear)]
+    relu = any(isinstance(m, nn.ReLU) for m in policy.net)
+    acts = [x]
+    h = x
+    for k, lin in enumerate(linears):
+        h = torch.addmm(lin.bias, h, lin.weight.t())
+        if k < len(linears) - 1:
+            h = h.relu() if relu else torch.tanh(h)
+            acts.append(h)
+    out = h.numpy()
+    B = out.shape[0]
+    w = np.ascontiguousarray(weights.numpy(), dtype=np.float32)
+    seg = segments.to(torch.long)
+    log_prob = np.empty(B, dtype=np.float32)
+    entropy = np.empty(B, dtype=np.float32)
+    grad_out = np.empty_like(out)
+    rows: dict[int, Tensor] = {}
+    if type(policy) is CategoricalMLP:
+        a = actions.numpy()
+        kernels.categorical_head(out, a, out, log_prob, entropy)
+        kernels.categorical_head_backward(out, entropy, a, w, 0.0, grad_out)
+    else:
+        assert isinstance(policy, GaussianMLP)
+        log_std = _np(policy.log_std)
+        a = np.ascontiguousarray(actions.numpy(), dtype=np.float32)
+        kernels.gaussian_head(out, log_std, a, out, log_prob, entropy)  # out: u
+        grad_out = w[:, None] * out * np.exp(-log_std)  # d log pi / d mu, weighted
+        per_step = torch.from_numpy(w[:, None] * (out * out - 1.0))  # d / d log_std
+        rows[id(policy.log_std)] = torch.zeros(n_segments, per_step.shape[1]).index_add_(
+            0, seg, per_step
+        )
+    g = torch.from_numpy(grad_out)
+    for k in range(len(linears) - 1, -1, -1):
+        lin = linears[k]
+        per_w = g.unsqueeze(2) * acts[k].unsqueeze(1)  # [B, out, in]
+        rows[id(lin.weight)] = torch.zeros(n_segments, *lin.weight.shape).index_add_(0, seg, per_w)
+        rows[id(lin.bias)] = torch.zeros(n_segments, lin.bias.shape[0]).index_add_(0, seg, g)
+        if k > 0:
+            g = g @ lin.weight
+            hk = acts[k]
+            g = g * (hk > 0) if relu else g * (1.0 - hk * hk)
+    order = list(policy.parameters()) if params is None else params  # params: cached order
+    return torch.cat([rows[id(p)].reshape(n_segments, -1) for p in order], dim=1)
+
+
+def policy_grad_diagnostics(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    fits: bool | None = None,
+    params: list[nn.Parameter] | None = None,
+) -> dict[str, float]:
+    """:func:`pglab.diagnostics.policy_grad_diagnostics` (``diag/grad_var``, ``diag/grad_snr``)
+    with the samples from :func:`segment_grads` where it fits, else from the general version.
+    ``fits`` (:func:`segment_grads_fit`) and ``params`` (``list(policy.parameters())``) may be
+    passed in, computed once by the caller: both walk the module tree, a cost per call."""
+    from pglab import diagnostics
+
+    if fits is None:
+        fits = segment_grads_fit(policy, int(obs.shape[0]))
+    if not fits:
+        return diagnostics.policy_grad_diagnostics(
+            policy, obs, actions, weights, segments, n_segments
+        )
+    assert isinstance(policy, CategoricalMLP | GaussianMLP)
+    samples = segment_grads(policy, obs, actions, weights, segments, n_segments, params)
+    stats = diagnostics.grad_stats(samples)
+    out: dict[str, float] = {}
+    if math.isfinite(stats["variance"]):
+        out["diag/grad_var"] = float(stats["variance"])
+    if math.isfinite(stats["snr"]):
+        out["diag/grad_snr"] = float(stats["snr"])
+    return out

@@ -220,6 +220,59 @@ def categorical_sample(logits, uniforms, actions, log_prob):  # pragma: no cover
         log_prob[i] = logits[i, best_a] - lse
 
 
+@_kernel
+def mlp_categorical_sample(
+    x, weights, biases, relu, uniforms, actions, log_prob
+):  # pragma: no cover
+    """A categorical MLP policy's forward and Gumbel-max sampling in one call, for the tiny
+    batches of a one-env rollout (``B`` of 1-4), where each of the dozen numpy calls of the
+    numpy actor costs more than its arithmetic:
+
+        h_0 = x,  h_k = act(h_{k-1} W_k^T + b_k),  logits = h_{K-1} W_K^T + b_K,
+        a = argmax_a (log pi(a|s) - log(-log U_a))   (as :func:`categorical_sample`)
+
+    ``x`` ``[B, in]``; ``weights`` / ``biases``: tuples of the K layers' ``[out, in]`` / ``[out]``
+    arrays; ``uniforms`` ``[B, A]``; writes ``actions`` ``[B]`` and ``log_prob`` ``[B]``."""
+    B = x.shape[0]
+    K = len(weights)
+    width = x.shape[1]
+    for k in range(K):
+        width = max(width, weights[k].shape[0])
+    h = np.empty(width, dtype=np.float32)
+    nxt = np.empty(width, dtype=np.float32)
+    logits = np.empty((1, weights[K - 1].shape[0]), dtype=np.float32)
+    for i in range(B):
+        n_in = x.shape[1]
+        for j in range(n_in):
+            h[j] = x[i, j]
+        for k in range(K):
+            W = weights[k]
+            b = biases[k]
+            n_out = W.shape[0]
+            for o in range(n_out):
+                acc = np.float32(0.0)
+                for j in range(n_in):
+                    acc += W[o, j] * h[j]
+                v = acc + b[o]
+                if k < K - 1:
+                    v = max(v, np.float32(0.0)) if relu else np.float32(math.tanh(v))
+                    nxt[o] = v
+                else:
+                    logits[0, o] = v
+            if k < K - 1:
+                for j in range(n_out):
+                    h[j] = nxt[j]
+                n_in = n_out
+        lse = _row_logsumexp(logits, 0)
+        best, best_a = -math.inf, 0
+        for a in range(logits.shape[1]):
+            key = logits[0, a] - lse - math.log(-math.log(max(uniforms[i, a], _TINY)))
+            if key > best:
+                best, best_a = key, a
+        actions[i] = best_a
+        log_prob[i] = logits[0, best_a] - lse
+
+
 # -- losses: value and gradient with respect to log pi / V -----------------------------------
 @_kernel
 def clipped_surrogate_grad(log_ratio, adv, clip_coef):  # pragma: no cover - compiled
@@ -324,6 +377,23 @@ def adam_step_(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):  
         exp_avg[i] = m
         exp_avg_sq[i] = v
         param[i] -= step_size * m / (math.sqrt(v) / bc2 + e)
+
+
+@_kernel
+def rmsprop_step_(param, grad, square_avg, lr, alpha, eps):  # pragma: no cover - compiled
+    """One RMSprop step on flat float32 buffers ``[P]``, in place (Tieleman & Hinton 2012;
+    ``torch.optim.RMSprop`` without momentum or centering, in its order of operations):
+
+    v = alpha v + (1 - alpha) g^2,   theta -= lr * g / (sqrt(v) + eps)"""
+    a = np.float32(alpha)
+    w = np.float32(1.0 - alpha)
+    step = np.float32(lr)
+    e = np.float32(eps)
+    for i in range(param.shape[0]):
+        g = grad[i]
+        v = square_avg[i] * a + w * g * g
+        square_avg[i] = v
+        param[i] -= step * g / (math.sqrt(v) + e)
 
 
 # -- advantages ------------------------------------------------------------------------------

@@ -149,3 +149,63 @@ def test_training_step_follows_the_gradient_lab_estimate():
     torch.testing.assert_close(step[big], cfg.learning_rate * g[big].sign(), rtol=1e-3, atol=0)
     probe.close()
     trainer.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "psi", "baseline"),
+    [
+        ("CartPole-v1", "total", "none"),
+        ("CartPole-v1", "rtg", "constant"),
+        ("CartPole-v1", "rtg", "value"),
+        ("CartPole-v1", "rtg", "min_variance"),
+        ("Pendulum-v1", "rtg", "value"),
+    ],
+)
+def test_cpu_fast_path_equals_autograd_path(env_id, psi, baseline):
+    """The hand-written policy gradient and critic fit (pglab.backprop, numpy actor) and the
+    autograd path (what CUDA and non-MLP policies run) make the same two updates."""
+    settings = {
+        "env_id": env_id, "psi": psi, "baseline": baseline, "batch_mode": "episodes",
+        "batch_size": 3, "vf_iters": 5, "hidden_size": 16, "total_steps": 100_000,
+    }  # fmt: skip
+    fast = make_trainer("reinforce", settings, seed=4)
+    slow = make_trainer("reinforce", settings, seed=4)
+    assert fast.backprop is not None and (baseline != "value" or fast.vf_backprop is not None)
+    slow.backprop, slow.vf_backprop, slow._numpy_actor, slow._compiled = None, None, None, None
+    assert fast._compiled is not None or env_id != "CartPole-v1"
+    for _ in range(2):
+        m_fast, m_slow = fast.update(), slow.update()
+        assert m_fast.keys() == m_slow.keys()
+        for name, v in m_fast.items():
+            if not name.startswith("time/"):
+                assert v == pytest.approx(m_slow[name], rel=2e-4, abs=1e-6), name
+    torch.testing.assert_close(fast.policy_params, slow.policy_params, rtol=1e-4, atol=1e-6)
+    if baseline == "value":
+        torch.testing.assert_close(fast.value_params, slow.value_params, rtol=1e-4, atol=1e-6)
+    fast.close()
+    slow.close()
+
+
+@pytest.mark.parametrize(("n_layers", "activation"), [(2, "tanh"), (1, "relu"), (0, "tanh")])
+def test_compiled_one_env_sampler_equals_the_numpy_actor(n_layers, activation):
+    """kernels.mlp_categorical_sample (REINFORCE's one-env rollouts) draws the numpy actor's
+    actions from the same noise, with the same log-probabilities."""
+    import numpy as np
+
+    t = make_trainer(
+        "reinforce", {"n_layers": n_layers, "activation": activation, "num_envs": 3}, seed=0
+    )
+    assert t._compiled is not None and t._numpy_actor is not None
+    g = np.random.default_rng(0)
+    for _ in range(20):
+        obs = g.normal(size=(3, 4)).astype(np.float32) * 2
+        u = g.uniform(size=(3, 2)).astype(np.float32)
+        a_ref, lp_ref = t._numpy_actor.sample(obs, u)
+        weights, biases, relu = t._compiled
+        a, lp = np.empty(3, dtype=np.int64), np.empty(3, dtype=np.float32)
+        from pglab import kernels
+
+        kernels.mlp_categorical_sample(obs, weights, biases, relu, u, a, lp)
+        np.testing.assert_array_equal(a, a_ref)
+        np.testing.assert_allclose(lp, lp_ref, rtol=1e-5, atol=1e-6)
+    t.close()

@@ -18,6 +18,12 @@ One update, in the order of the pseudocode:
 4. report    losses, entropy, KL between the policy before and after the step, explained
              variance, gradient norm before clipping, gradient variance / SNR.
 
+On CPU the MLP nets take PPO's fast path: the numpy actor for the rollout, the shared loss's
+gradient written out by hand for actor and critic together
+(:class:`pglab.backprop.ActorCriticBackprop`) and one fused optimiser step on the flat
+parameter buffer (:class:`pglab.optim.FlatRMSprop` / :class:`~pglab.optim.FlatAdam`);
+``tests/test_a2c.py`` checks the update against autograd's, which stays the CUDA path.
+
 Defaults are Stable-Baselines3's A2C defaults (RMSprop, lr 7e-4, 5 steps, lambda 1) with the
 rl-zoo CartPole choice of 8 envs.
 """
@@ -28,12 +34,17 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pglab.algos.base import Trainer
+from pglab import backprop
+from pglab.algos.base import Trainer, flatten_parameters
+from pglab.algos.ppo import clip_grad_norm, value_loss_grad
+from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.optim import FlatAdam, FlatRMSprop
 from pglab.rollout import segment_ids
 
 
@@ -111,16 +122,58 @@ class A2C(Trainer):
 
     def setup(self) -> None:
         assert self.value is not None
-        params = [*self.policy.parameters(), *self.value.parameters()]
-        self.params = params
+        # One flat buffer for actor and critic (one optimiser step, one clip), owned by the
+        # hand-written backprop for MLP nets on CPU.
+        self.backprop: ActorCriticBackprop | None = None
+        if ActorCriticBackprop.supports(self.policy, self.value):
+            self.backprop = ActorCriticBackprop(self.policy, self.value)
+            self.flat_params = self.backprop.flat
+        else:
+            self.flat_params = flatten_parameters(self.policy, self.value)
+        self.params = [self.flat_params]
+        # the by-hand diagnostic's fixed facts, looked up once (each walks the module tree)
+        self._diag_params = list(self.policy.parameters())
+        self._diag_fits = backprop.segment_grads_fit(
+            self.policy, self.config.num_envs * self.config.n_steps
+        )
         lr = self.config.learning_rate
         if self.config.optimizer == "rmsprop":
             # SB3's A2C: RMSprop with alpha 0.99 and eps 1e-5 (PyTorch's default eps is 1e-8).
-            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
-                params, lr=lr, alpha=0.99, eps=1e-5
+            self.optimizer: FlatRMSprop | FlatAdam = FlatRMSprop(
+                self.flat_params, lr=lr, alpha=0.99, eps=1e-5
             )
         else:
-            self.optimizer = torch.optim.Adam(params, lr=lr, eps=1e-5)
+            self.optimizer = FlatAdam(self.flat_params, lr=lr, eps=1e-5)
+
+    def loss_and_grad(
+        self, b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor,
+        b_returns: torch.Tensor,
+    ) -> tuple[float, float, float]:  # fmt: skip
+        """The shared loss of step 3; writes dL/dtheta into ``flat_params.grad``.
+        Returns (policy loss, value loss, mean entropy)."""
+        cfg = self.config
+        assert self.value is not None
+        if self.backprop is not None:  # by hand (pglab.backprop), the same numbers as below
+            with torch.no_grad():
+                lp, ent, values = self.backprop.forward(b_obs, b_actions.numpy())
+                adv = b_advantages.numpy()
+                B = adv.shape[0]
+                policy_loss = -float(np.dot(lp.astype(np.float64), adv)) / B
+                value_loss, grad_v = value_loss_grad(
+                    values, values, b_returns.numpy(), None, cfg.vf_coef
+                )
+                self.backprop.backward(adv * np.float32(-1.0 / B), -cfg.ent_coef / B, grad_v)
+                return policy_loss, value_loss, float(ent.mean())
+        # autograd: the reference the hand-written path is tested against
+        new_log_prob, ent_per_state = self.log_prob_entropy(b_obs, b_actions)
+        ent = ent_per_state.mean()
+        policy_loss_t = -(new_log_prob * b_advantages).mean()
+        value_loss_t = F.mse_loss(self.value(b_obs), b_returns)
+        loss = policy_loss_t + cfg.vf_coef * value_loss_t - cfg.ent_coef * ent
+        self.check_finite("loss", loss)
+        self.flat_params.grad.zero_()  # keeps the module grads as views of it
+        loss.backward()
+        return policy_loss_t.item(), value_loss_t.item(), ent.item()
 
     def _update(self) -> dict[str, float]:
         cfg = self.config
@@ -143,35 +196,40 @@ class A2C(Trainer):
 
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics:
-            metrics.update(
-                policy_grad_diagnostics(
-                    self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg
+            # per-segment samples by hand on the CPU path (the same numbers, a few times faster)
+            args = (self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
+            if self.backprop is not None:
+                metrics.update(
+                    backprop.policy_grad_diagnostics(
+                        *args, fits=self._diag_fits, params=self._diag_params
+                    )
                 )
-            )
+            else:
+                metrics.update(policy_grad_diagnostics(*args))
 
         # 3. update: one step on the shared loss -------------------------------------------
-        new_log_prob, ent_per_state = self.log_prob_entropy(b_obs, b_actions)
-        ent = ent_per_state.mean()
-        policy_loss = -(new_log_prob * b_advantages).mean()
-        value_loss = F.mse_loss(self.value(b_obs), b_returns)
+        policy_loss, value_loss, ent = self.loss_and_grad(b_obs, b_actions, b_advantages, b_returns)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * ent
-        self.check_finite("loss", loss)
-        self.optimizer.zero_grad()
-        loss.backward()
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        self.check_finite("gradient norm", grad_norm)
+        if not math.isfinite(loss):
+            self.check_finite("loss", torch.tensor(loss))
+        grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
+        if not math.isfinite(grad_norm):
+            self.check_finite("gradient norm", torch.tensor(grad_norm))
         self.optimizer.step()
 
         # 4. report ---------------------------------------------------------------------------
         with torch.no_grad():
-            after, _ = self.log_prob_entropy(b_obs, b_actions)
+            if self.backprop is not None:
+                lp_after = self.backprop.forward(b_obs, b_actions.numpy())[0]
+                after = torch.from_numpy(lp_after)
+            else:
+                after, _ = self.log_prob_entropy(b_obs, b_actions)
         k1, k3 = approx_kl(after - b_old_log_prob)
         metrics.update(
             {
-                "loss/policy": policy_loss.item(),
-                "loss/value": value_loss.item(),
-                "policy/entropy": ent.item(),
+                "loss/policy": policy_loss,
+                "loss/value": value_loss,
+                "policy/entropy": ent,
                 "diag/approx_kl": k3.item(),
                 "diag/approx_kl_k1": k1.item(),
                 "diag/grad_norm": float(grad_norm),

@@ -21,6 +21,12 @@ One update, in the order of the pseudocode:
              gradient variance / SNR (one sample per episode), critic metrics if any.
 
 Episodes are not bootstrapped: a time-limit truncation counts the cut-off future as zero.
+
+On CPU the MLP nets take the fast path of PPO: actions from the numpy actor with noise drawn
+in blocks, and gradients of the policy loss and of the critic's fit written out by hand
+(:class:`pglab.backprop.PolicyBackprop` / :class:`~pglab.backprop.ValueBackprop`), with one
+fused Adam step each (:class:`pglab.optim.FlatAdam`); ``tests/test_reinforce.py`` checks both
+against autograd, which stays the path of CUDA and of the other policies.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pglab.algos.base import Trainer
+from pglab import kernels
+from pglab.algos.base import Trainer, flatten_parameters
+from pglab.algos.ppo import clip_grad_norm, value_loss_grad
+from pglab.backprop import PolicyBackprop, ValueBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import (
     approx_kl,
@@ -49,6 +58,8 @@ from pglab.estimators import (
     time_baseline,
     total_return,
 )
+from pglab.optim import FlatAdam
+from pglab.policies import CategoricalMLP, NumpyActor
 
 BASELINES = ("none", "constant", "time", "min_variance", "loo", "value")
 
@@ -187,11 +198,69 @@ class Reinforce(Trainer):
         return self.config.baseline == "value"
 
     def setup(self) -> None:
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
+        # Each net in one flat buffer, one fused Adam step each; MLP nets on CPU are
+        # differentiated by hand (pglab.backprop), the rest by autograd.
+        self.backprop: PolicyBackprop | None = None
+        if PolicyBackprop.supports(self.policy):
+            self.backprop = PolicyBackprop(self.policy)
+            self.policy_params = self.backprop.flat
+        else:
+            self.policy_params = flatten_parameters(self.policy)
+        self.optimizer = FlatAdam(self.policy_params, lr=self.config.learning_rate)
+        self.vf_backprop: ValueBackprop | None = None
         if self.value is not None:
-            self.vf_optimizer = torch.optim.Adam(
-                self.value.parameters(), lr=self.config.vf_learning_rate
+            if ValueBackprop.supports(self.value):
+                self.vf_backprop = ValueBackprop(self.value)
+                self.value_params = self.vf_backprop.flat
+            else:
+                self.value_params = flatten_parameters(self.value)
+            self.vf_optimizer = FlatAdam(self.value_params, lr=self.config.vf_learning_rate)
+        self._noise: Tensor | None = None  # sampling noise drawn in blocks, see collect_episodes
+        self._noise_np: np.ndarray | None = None
+        self._noise_pos = 0
+        # One env steps one observation at a time: a categorical MLP on CPU then samples in one
+        # compiled call (kernels.mlp_categorical_sample), the numpy actor's maths and noise.
+        self._compiled: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], bool] | None = None
+        policy = self.policy
+        if (
+            type(policy) is CategoricalMLP
+            and NumpyActor.supports(policy)
+            and policy.encode.n is None
+        ):
+            lins = [m for m in policy.net if isinstance(m, torch.nn.Linear)]
+            self._compiled = (
+                tuple(m.weight.detach().numpy() for m in lins),
+                tuple(m.bias.detach().numpy() for m in lins),
+                any(isinstance(m, torch.nn.ReLU) for m in policy.net),
             )
+
+    def _next_noise(self) -> Tensor | None:
+        """The next step's sampling noise ``[N, ...]``, from blocks of 1024 steps drawn at once
+        (one generator call instead of one per step; the stream of numbers is the same)."""
+        if self._noise is None or self._noise_pos == len(self._noise):
+            self._noise = self.draw_noise((1024, self.num_envs))
+            self._noise_np = None if self._noise is None else self._noise.cpu().numpy()
+            self._noise_pos = 0
+            if self._noise is None:
+                return None
+        self._noise_pos += 1
+        return self._noise[self._noise_pos - 1]
+
+    def _sample_np(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Actions and log pi(a|s) for one step's observations ``[N, ...]`` (numpy)."""
+        noise = self._next_noise()
+        if self._compiled is None or noise is None:
+            return self.sample_actions_np(obs, noise)
+        assert self._noise_np is not None
+        weights, biases, relu = self._compiled
+        if weights[0].ctypes.data != self.policy.net[0].weight.data_ptr():
+            self._compiled = None  # the parameters were moved to new storage: numpy actor then
+            return self.sample_actions_np(obs, noise)
+        actions = np.empty(len(obs), dtype=np.int64)
+        log_prob = np.empty(len(obs), dtype=np.float32)
+        u = self._noise_np[self._noise_pos - 1]
+        kernels.mlp_categorical_sample(obs, weights, biases, relu, u, actions, log_prob)
+        return actions, log_prob
 
     # -- 1. collect ---------------------------------------------------------------------------------
     def collect_episodes(self) -> list[EpisodeData]:
@@ -200,22 +269,33 @@ class Reinforce(Trainer):
         share = math.ceil(cfg.batch_size / N)  # episodes or steps per env
         count = np.zeros(N, dtype=np.int64)
         active = np.ones(N, dtype=bool)
-        buf: list[list[tuple[Tensor, Tensor, float]]] = [[] for _ in range(N)]
         episodes: list[EpisodeData] = []
         obs = self._obs
+        # per env: the observations (as the nets see them), actions and rewards of its episode
+        buf_o: list[list[np.ndarray]] = [[] for _ in range(N)]
+        buf_a: list[list[np.ndarray]] = [[] for _ in range(N)]
+        buf_r: list[list[float]] = [[] for _ in range(N)]
+        steps_mode = cfg.batch_mode == "steps"
         while active.any():
-            obs_t = self.obs_tensor(obs)
-            actions, _ = self.sample_actions(obs_t)
+            o = self.obs_array(obs)
+            actions, _ = self._sample_np(o)
             _, rewards, terminated, truncated, obs = self.env_step(actions)
-            for i in np.flatnonzero(active):
-                buf[i].append((obs_t[i], actions[i], float(rewards[i])))
-                count[i] += cfg.batch_mode == "steps"
-                if terminated[i] or truncated[i]:
-                    o, a, r = zip(*buf[i], strict=True)
-                    r_t = torch.tensor(r, dtype=torch.float32, device=self.device)
-                    episodes.append(EpisodeData(torch.stack(o), torch.stack(a), r_t))
-                    buf[i] = []
-                    count[i] += cfg.batch_mode == "episodes"
+            dones = terminated | truncated
+            for i in range(N) if N == 1 else np.flatnonzero(active):
+                buf_o[i].append(o[i])
+                buf_a[i].append(actions[i])
+                buf_r[i].append(float(rewards[i]))
+                count[i] += steps_mode
+                if dones[i]:
+                    episodes.append(
+                        EpisodeData(
+                            torch.from_numpy(np.stack(buf_o[i])).to(self.device),
+                            torch.from_numpy(np.stack(buf_a[i])).to(self.device),
+                            torch.tensor(buf_r[i], dtype=torch.float32, device=self.device),
+                        )
+                    )
+                    buf_o[i], buf_a[i], buf_r[i] = [], [], []
+                    count[i] += not steps_mode
                     if count[i] >= share and len(episodes) >= cfg.min_episodes:
                         active[i] = False
         # Envs that idled on after their share may be mid-episode: drop those episodes.
@@ -273,44 +353,84 @@ class Reinforce(Trainer):
             )
 
         # 3. update: one policy step, then (value baseline) fit V on this batch ------------------
-        log_prob, ent = self.log_prob_entropy(b_obs, b_actions)
-        policy_loss = -(log_prob * b_weights).sum() / m
-        self.check_finite("policy loss", policy_loss)
-        self.optimizer.zero_grad()
-        policy_loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), float("inf"))
-        self.check_finite("policy gradient norm", grad_norm)
-        self.optimizer.step()
-
+        policy_loss, ent, log_prob = self.policy_step(b_obs, b_actions, b_weights, m)
         b_returns = rtg[mask]
-        value_losses = []
+        value_losses: list[float] = []
         if self.value is not None:
-            for _ in range(cfg.vf_iters):
-                value_loss = (self.value(b_obs) - b_returns).pow(2).mean()
-                self.check_finite("value loss", value_loss)
-                self.vf_optimizer.zero_grad()
-                value_loss.backward()
-                self.vf_optimizer.step()
-                value_losses.append(value_loss.item())
+            value_losses = [self.value_step(b_obs, b_returns) for _ in range(cfg.vf_iters)]
 
         # 4. report ---------------------------------------------------------------------------
-        with torch.no_grad():
-            new_log_prob, _ = self.log_prob_entropy(b_obs, b_actions)
-        k1, k3 = approx_kl(new_log_prob - log_prob.detach())
+        k1, k3 = approx_kl(self.policy_log_prob(b_obs, b_actions) - log_prob)
         metrics.update(
             {
-                "loss/policy": policy_loss.item(),
-                "policy/entropy": ent.mean().item(),
+                "loss/policy": policy_loss,
+                "policy/entropy": ent,
                 "diag/approx_kl": k3.item(),
                 "diag/approx_kl_k1": k1.item(),
-                "diag/grad_norm": grad_norm.item(),
+                "diag/grad_norm": self._grad_norm,
                 "opt/learning_rate": cfg.learning_rate,
             }
         )
-        if b_values is not None:
+        if b_values is not None and value_losses:
             metrics["loss/value"] = sum(value_losses) / len(value_losses)
             metrics["value/mean"] = b_values.mean().item()
             ev = explained_variance(b_values, b_returns)
             if math.isfinite(ev):  # undefined (NaN) when the returns are constant
                 metrics["diag/explained_variance"] = ev
         return metrics
+
+    # -- the gradient steps (by hand on CPU MLPs, else autograd) ------------------------------
+    def policy_step(
+        self, b_obs: Tensor, b_actions: Tensor, b_weights: Tensor, m: int
+    ) -> tuple[float, float, Tensor]:
+        """One Adam step on  L = -(1/m) sum_b log pi(a_b|s_b) w_b.  Returns (L, mean entropy,
+        log pi(a|s) ``[B]`` before the step); the gradient norm goes to ``_grad_norm``."""
+        grad = self.policy_params.grad
+        assert grad is not None
+        if self.backprop is not None:
+            with torch.no_grad():
+                lp, ent = self.backprop.forward(b_obs, b_actions.numpy())
+                w = b_weights.numpy()
+                loss = -float(np.dot(lp.astype(np.float64), w)) / m
+                self.backprop.backward(w * np.float32(-1.0 / m), 0.0)
+            log_prob, entropy = torch.from_numpy(lp), float(ent.mean())
+        else:
+            lp_t, ent_t = self.log_prob_entropy(b_obs, b_actions)
+            loss_t = -(lp_t * b_weights).sum() / m
+            grad.zero_()  # keeps the module grads as views of it
+            loss_t.backward()
+            loss, entropy, log_prob = loss_t.item(), ent_t.mean().item(), lp_t.detach()
+        self._check("policy loss", loss)
+        self._grad_norm = clip_grad_norm(grad, None)
+        self._check("policy gradient norm", self._grad_norm)
+        self.optimizer.step()
+        return loss, entropy, log_prob
+
+    @torch.no_grad()
+    def policy_log_prob(self, b_obs: Tensor, b_actions: Tensor) -> Tensor:
+        """log pi(a|s) ``[B]`` of the current policy (no gradient)."""
+        if self.backprop is not None:
+            return torch.from_numpy(self.backprop.forward(b_obs, b_actions.numpy())[0])
+        return self.log_prob_entropy(b_obs, b_actions)[0]
+
+    def value_step(self, b_obs: Tensor, b_returns: Tensor) -> float:
+        """One full-batch Adam step on the critic's  (1/B) sum_b (V(s_b) - G_b)^2;
+        returns that loss (before the step)."""
+        assert self.value is not None
+        if self.vf_backprop is not None:
+            with torch.no_grad():
+                v = self.vf_backprop.forward(b_obs)
+                loss, grad_v = value_loss_grad(v, v, b_returns.numpy(), None)
+                self.vf_backprop.backward(grad_v)
+        else:
+            loss_t = (self.value(b_obs) - b_returns).pow(2).mean()
+            self.value_params.grad.zero_()
+            loss_t.backward()
+            loss = loss_t.item()
+        self._check("value loss", loss)
+        self.vf_optimizer.step()
+        return loss
+
+    def _check(self, name: str, value: float) -> None:
+        if not math.isfinite(value):
+            self.check_finite(name, torch.tensor(value))

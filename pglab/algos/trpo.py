@@ -20,6 +20,13 @@ One update, in the order of the pseudocode:
 
 Every parameter of the policy takes part in the natural-gradient step, including the Gaussian
 policy's state-independent ``log_std`` (the Normal's KL depends on it, so F covers it).
+
+On CPU the MLP nets take the fast path: the numpy actor for the rollout; g, the Fisher-vector
+products and the line search's forwards by hand (:class:`pglab.backprop.PolicyBackprop`:
+``F v = J^T M J v / B`` with ``J v`` in forward mode, instead of autograd's double backward);
+the critic's minibatch steps by hand (:class:`~pglab.backprop.ValueBackprop`) with a fused Adam
+(:class:`pglab.optim.FlatAdam`). ``tests/test_trpo.py`` checks g, F v and whole updates against
+autograd, which stays the CUDA path.
 """
 
 from __future__ import annotations
@@ -29,15 +36,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal, kl_divergence
 from torch.nn import functional as F
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from pglab.algos.base import Trainer
+from pglab.algos.base import _HALF_LOG_2PI, Trainer, flatten_parameters
+from pglab.algos.ppo import value_loss_grad
+from pglab.backprop import PolicyBackprop, ValueBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.optim import FlatAdam
 from pglab.policies import entropy, log_prob
 from pglab.rollout import segment_ids
 
@@ -193,9 +203,21 @@ class TRPO(Trainer):
 
     def setup(self) -> None:
         assert self.value is not None
-        self.vf_optimizer = torch.optim.Adam(
-            self.value.parameters(), lr=self.config.vf_learning_rate
-        )
+        # Each net in one flat buffer (the natural-gradient step moves the policy's in place);
+        # MLP nets on CPU are differentiated by hand.
+        self.backprop: PolicyBackprop | None = None
+        if PolicyBackprop.supports(self.policy):
+            self.backprop = PolicyBackprop(self.policy)
+            self.policy_params = self.backprop.flat
+        else:
+            self.policy_params = flatten_parameters(self.policy)
+        self.vf_backprop: ValueBackprop | None = None
+        if ValueBackprop.supports(self.value):
+            self.vf_backprop = ValueBackprop(self.value)
+            self.value_params = self.vf_backprop.flat
+        else:
+            self.value_params = flatten_parameters(self.value)
+        self.vf_optimizer = FlatAdam(self.value_params, lr=self.config.vf_learning_rate)
 
     def _update(self) -> dict[str, float]:
         cfg = self.config
@@ -224,11 +246,53 @@ class TRPO(Trainer):
             )
 
         # 3a. update the policy: natural gradient + line search ---------------------------------
+        step = self.policy_step_by_hand if self.backprop is not None else self.policy_step
+        g_norm, search, old_log_prob, new_log_prob, old_entropy, policy_loss = step(
+            b_obs, b_actions, b_advantages
+        )
+
+        # 3b. fit the critic on the targets computed before the policy moved ---------------------
+        n = b_obs.shape[0]
+        value_losses = []
+        for _ in range(cfg.vf_iters):
+            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
+            for start in range(0, n, cfg.vf_batch_size):
+                mb = perm[start : start + cfg.vf_batch_size]
+                value_losses.append(self.value_step(b_obs[mb], b_returns[mb]))
+
+        # 4. report ---------------------------------------------------------------------------
+        k1, k3 = approx_kl(new_log_prob - old_log_prob)
+        metrics.update(
+            {
+                "loss/policy": policy_loss,
+                "loss/value": sum(value_losses) / len(value_losses),
+                "policy/entropy": old_entropy,
+                "diag/approx_kl": k3.item(),
+                "diag/approx_kl_k1": k1.item(),
+                "diag/grad_norm": g_norm,
+                "trpo/line_search_ok": float(search.ok),
+                "trpo/line_search_steps": float(search.steps),
+                "trpo/kl": search.kl,
+                "value/mean": b_values.mean().item(),
+            }
+        )
+        ev = explained_variance(b_values, b_returns)
+        if math.isfinite(ev):  # undefined (NaN) when the targets are constant
+            metrics["diag/explained_variance"] = ev
+        return metrics
+
+    # -- the policy step: autograd (the reference, and CUDA's) ----------------------------------
+    def policy_step(
+        self, b_obs: Tensor, b_actions: Tensor, b_advantages: Tensor
+    ) -> tuple[float, LineSearchResult, Tensor, Tensor, float, float]:
+        """Natural-gradient step with line search. Returns (|g|, line search, log pi_old,
+        log pi_new, mean entropy of pi_old, policy loss -L at the new parameters)."""
+        cfg = self.config
         params = list(self.policy.parameters())
         with torch.no_grad():
             old_dist = self.policy(b_obs)  # detached: the fixed "old" policy of the KL
             old_log_prob = log_prob(old_dist, b_actions)
-            old_entropy = entropy(old_dist).mean()
+            old_entropy = entropy(old_dist).mean().item()
 
         def surrogate() -> Tensor:
             ratio = torch.exp(log_prob(self.policy(b_obs), b_actions) - old_log_prob)
@@ -247,53 +311,116 @@ class TRPO(Trainer):
         shs = torch.dot(step_dir, fvp(step_dir))  # x^T F x, > 0 for F positive definite
         self.check_finite("natural-gradient direction", shs)
         full_step = torch.sqrt(2.0 * cfg.max_kl / shs.clamp_min(1e-12)) * step_dir
-        theta_old = parameters_to_vector(params).detach()
+        theta = self.policy_params.data
+        theta_old = theta.clone()
         surr_old_value = surr_old.item()
 
         @torch.no_grad()
         def evaluate(fraction: float) -> tuple[float, float]:
-            vector_to_parameters(theta_old + fraction * full_step, params)
+            theta.copy_(theta_old + fraction * full_step)
             return surrogate().item() - surr_old_value, mean_kl(old_dist, self.policy(b_obs)).item()
 
         search = backtracking_line_search(
             evaluate, cfg.max_kl, cfg.line_search_steps, cfg.line_search_decay
         )
         with torch.no_grad():
-            vector_to_parameters(theta_old + search.fraction * full_step, params)
+            theta.copy_(theta_old + search.fraction * full_step)
             new_log_prob = log_prob(self.policy(b_obs), b_actions)
             policy_loss = -surrogate().item()
+        return g.norm().item(), search, old_log_prob, new_log_prob, old_entropy, policy_loss
 
-        # 3b. fit the critic on the targets computed before the policy moved ---------------------
-        n = b_obs.shape[0]
-        value_losses = []
-        for _ in range(cfg.vf_iters):
-            perm = torch.as_tensor(self.rng.permutation(n), device=self.device)
-            for start in range(0, n, cfg.vf_batch_size):
-                mb = perm[start : start + cfg.vf_batch_size]
-                value_loss = F.mse_loss(self.value(b_obs[mb]), b_returns[mb])
-                self.check_finite("value loss", value_loss)
-                self.vf_optimizer.zero_grad()
-                value_loss.backward()
-                self.vf_optimizer.step()
-                value_losses.append(value_loss.item())
+    # -- the policy step by hand (CPU MLP policies): the same maths ------------------------------
+    def _np_policy(self, b_obs: Tensor, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log pi(a|s) ``[B]`` and the distribution's parameters (``log pi(.|s)`` ``[B, A]`` or
+        the mean ``[B, D]``) at the current parameters, numpy, no gradient."""
+        assert self.backprop is not None
+        out = self.backprop.forward_net(b_obs)
+        if self.backprop.categorical:
+            m = out.max(1, keepdims=True)
+            logp_all = out - (m + np.log(np.exp(out - m).sum(1, keepdims=True)))
+            return logp_all[np.arange(len(out)), actions], logp_all
+        log_std = self.backprop.log_std
+        u = (actions - out) * np.exp(-log_std)
+        return (-0.5 * u * u - log_std - _HALF_LOG_2PI).sum(1), out.copy()
 
-        # 4. report ---------------------------------------------------------------------------
-        k1, k3 = approx_kl(new_log_prob - old_log_prob)
-        metrics.update(
-            {
-                "loss/policy": policy_loss,
-                "loss/value": sum(value_losses) / len(value_losses),
-                "policy/entropy": old_entropy.item(),
-                "diag/approx_kl": k3.item(),
-                "diag/approx_kl_k1": k1.item(),
-                "diag/grad_norm": g.norm().item(),
-                "trpo/line_search_ok": float(search.ok),
-                "trpo/line_search_steps": float(search.steps),
-                "trpo/kl": search.kl,
-                "value/mean": b_values.mean().item(),
-            }
+    def _np_kl(self, old: np.ndarray, new: np.ndarray, old_log_std: np.ndarray | None) -> float:
+        """mean_b KL(pi_old(.|s_b) || pi(.|s_b)) from :meth:`_np_policy`'s parameters."""
+        if old_log_std is None:
+            return float((np.exp(old) * (old - new)).sum(1).mean())
+        assert self.backprop is not None
+        ls = self.backprop.log_std
+        var_old, var_new = np.exp(2.0 * old_log_std), np.exp(2.0 * ls)
+        kl = ls - old_log_std + (var_old + (old - new) ** 2) / (2.0 * var_new) - 0.5
+        return float(kl.sum(1).mean())
+
+    @torch.no_grad()
+    def policy_step_by_hand(
+        self, b_obs: Tensor, b_actions: Tensor, b_advantages: Tensor
+    ) -> tuple[float, LineSearchResult, Tensor, Tensor, float, float]:
+        """:meth:`policy_step` with g = grad L (ratio 1 at theta_old: dL/d log pi_b = A_b / B),
+        F v (:meth:`pglab.backprop.PolicyBackprop.fisher_vector_product`) and the line
+        search's surrogate and KL computed by hand."""
+        cfg, bp = self.config, self.backprop
+        assert bp is not None
+        actions = b_actions.numpy()
+        adv = b_advantages.numpy()
+        B = adv.shape[0]
+        old_lp, old_dist = self._np_policy(b_obs, actions)
+        old_log_std = None if bp.categorical else bp.log_std.copy()
+        _, ent = bp.forward(b_obs, actions)  # saves the activations F v is taken at
+        bp.backward(adv * np.float32(1.0 / B), 0.0)
+        g = self.policy_params.grad.clone()
+        g_norm = float(torch.linalg.vector_norm(g))
+        if not math.isfinite(g_norm):
+            self.check_finite("policy gradient", g)
+        damping = cfg.cg_damping
+
+        def fvp(v: Tensor) -> Tensor:
+            return bp.fisher_vector_product(v, old_dist).add_(v, alpha=damping)
+
+        step_dir = conjugate_gradient(fvp, g, cfg.cg_iters)
+        shs = torch.dot(step_dir, fvp(step_dir))
+        self.check_finite("natural-gradient direction", shs)
+        full_step = torch.sqrt(2.0 * cfg.max_kl / shs.clamp_min(1e-12)) * step_dir
+        theta = self.policy_params.data
+        theta_old = theta.clone()
+        surr_old = float(np.dot(np.ones(B, np.float32), adv)) / B  # ratio 1 at theta_old
+
+        def surrogate_and_kl() -> tuple[float, float, np.ndarray]:
+            lp, dist = self._np_policy(b_obs, actions)
+            surr = float(np.dot(np.exp(lp - old_lp), adv)) / B
+            return surr, self._np_kl(old_dist, dist, old_log_std), lp
+
+        def evaluate(fraction: float) -> tuple[float, float]:
+            theta.copy_(theta_old + fraction * full_step)
+            surr, kl, _ = surrogate_and_kl()
+            return surr - surr_old, kl
+
+        search = backtracking_line_search(
+            evaluate, cfg.max_kl, cfg.line_search_steps, cfg.line_search_decay
         )
-        ev = explained_variance(b_values, b_returns)
-        if math.isfinite(ev):  # undefined (NaN) when the targets are constant
-            metrics["diag/explained_variance"] = ev
-        return metrics
+        theta.copy_(theta_old + search.fraction * full_step)
+        surr, _, new_lp = surrogate_and_kl()
+        return (
+            g_norm, search, torch.from_numpy(old_lp), torch.from_numpy(new_lp),
+            float(ent.mean()), -surr,
+        )  # fmt: skip
+
+    # -- the critic ----------------------------------------------------------------------------
+    def value_step(self, obs: Tensor, returns: Tensor) -> float:
+        """One Adam step on the minibatch loss (1/b) sum (V(s) - R)^2; returns that loss."""
+        assert self.value is not None
+        if self.vf_backprop is not None:
+            with torch.no_grad():
+                v = self.vf_backprop.forward(obs)
+                loss, grad_v = value_loss_grad(v, v, returns.numpy(), None)
+                self.vf_backprop.backward(grad_v)
+        else:
+            loss_t = F.mse_loss(self.value(obs), returns)
+            self.value_params.grad.zero_()
+            loss_t.backward()
+            loss = loss_t.item()
+        if not math.isfinite(loss):
+            self.check_finite("value loss", torch.tensor(loss))
+        self.vf_optimizer.step()
+        return loss

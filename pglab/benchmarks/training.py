@@ -2,7 +2,7 @@
 diagnostic, and the learning targets of every algorithm.
 
     python -m pglab bench --only training            # every section (about 30-60 min on 2 cores)
-    python -m pglab bench --only training --quick    # PPO vs SB3 on one seed + diagnostic cost
+    python -m pglab bench --only training --quick    # one seed each, short budgets
 
 Sections (each returns its figures under its name):
 
@@ -21,6 +21,16 @@ Sections (each returns its figures under its name):
 - ``ppo_pendulum``: ``ppo-pendulum-zoo``, 200k steps, 3 seeds. Target: from about -1200 to
   above -400.
 - ``a2c_cartpole`` / ``trpo_cartpole``: zoo presets, 500k / 100k steps. Target: 475 in >= 2/3.
+- ``ladder``: the variance-reduction ladder (:func:`pglab.presets.ladder`: 6 rungs x 3 seeds x
+  100k CartPole steps) headless in this one process, seed by seed with the rungs interleaved:
+  every rung's SPS and its ratio to PPO's (target >= 0.8x), and the wall time of all 18 runs
+  (target < 40 s; it was ~180 s with autograd and Python envs).
+- ``a2c_vs_sb3`` / ``trpo_vs_sb3``: the zoo CartPole presets against SB3's A2C and
+  sb3-contrib's TRPO with the same settings, alternating seed by seed in this process:
+  SPS ratio (targets >= 3x and >= 4x) and the env steps each needed until the mean of the
+  last 20 episodes reached 475 (checked once per rollout for both libraries).
+- ``a2c_cartpole_seeds``: A2C zoo CartPole over 16 seeds (``--seeds N``), each until solved
+  or 300k steps, pglab and SB3 alternating: the steps-to-475 distribution of both.
 - ``reinforce_simplest_pg``: 50 batches of the simplest-PG setting with reward-to-go and with
   total return. Targets: rtg averages >= 400 over batches 46-50 in >= 2/3 seeds; over 3 seeds
   rtg reaches a mean of 200 in fewer batches than total return.
@@ -342,10 +352,199 @@ def reinforce_simplest_pg(quick: bool, log: Log) -> dict[str, Any]:
     return out
 
 
+# -- every rung as fast as PPO --------------------------------------------------------------------
+def ladder(quick: bool, log: Log) -> dict[str, Any]:
+    """The ladder's 18 runs headless in one process; seeds outer, rungs inner, so every rung
+    meets the same machine load (the ratios are what carries over to another machine)."""
+    from pglab.algos import make_config
+    from pglab.presets import ladder as ladder_rungs
+
+    seeds = SEEDS[:1] if quick else SEEDS
+    total = 30_000 if quick else 100_000
+    rungs = ladder_rungs("CartPole-v1", total)
+    steps = {label: 0 for label, _, _ in rungs}
+    secs = {label: 0.0 for label, _, _ in rungs}
+    cpu = {label: 0.0 for label, _, _ in rungs}  # this process's CPU time: steadier when shared
+    t0, c0 = time.perf_counter(), time.process_time()
+    for seed in seeds:
+        for label, algo, settings in rungs:
+            tr = make_trainer(algo, make_config(algo, settings), seed=seed)
+            r = _train(tr)
+            tr.close()
+            steps[label] += r["env_steps"]
+            secs[label] += r["wall_s"]
+            cpu[label] += r["env_steps"] / r["cpu_sps"]
+            log(f"  seed {seed} {label}: {r['sps']:.0f} sps, final {r['final_return']:.1f}")
+    wall, cpu_all = time.perf_counter() - t0, time.process_time() - c0
+    ppo_sps, ppo_cpu_sps = steps["PPO"] / secs["PPO"], steps["PPO"] / cpu["PPO"]
+    out: dict[str, Any] = {"seeds": list(seeds), "total_steps": total, "rungs": {}}
+    for label, _, _ in rungs:
+        sps, cpu_sps = steps[label] / secs[label], steps[label] / cpu[label]
+        out["rungs"][label] = {
+            "sps": round(sps, 1),
+            "ratio_to_ppo": round(sps / ppo_sps, 3),
+            "cpu_sps": round(cpu_sps, 1),
+            "cpu_ratio_to_ppo": round(cpu_sps / ppo_cpu_sps, 3),
+        }
+        log(
+            f"  {label:26s} {sps:8.0f} sps  {sps / ppo_sps:5.2f}x PPO wall, "
+            f"{cpu_sps / ppo_cpu_sps:5.2f}x CPU time (target >= 0.8x)"
+        )
+    out["wall_s"] = round(wall, 1)
+    out["cpu_s"] = round(cpu_all, 1)
+    log(
+        f"  ladder: {len(seeds) * len(rungs)} runs x {total} steps in {wall:.1f} s wall, "
+        f"{cpu_all:.1f} s CPU (target < 40 s)"
+    )
+    return out
+
+
+def _sb3_cartpole(
+    algo: str, seed: int, total_steps: int, stop_when_reached: bool = False
+) -> dict[str, Any] | None:
+    """SB3 A2C (``a2c-cartpole-zoo``) or sb3-contrib TRPO (``trpo-cartpole-zoo``) with the
+    preset's settings; None when the library is not installed."""
+    module = "stable_baselines3" if algo == "a2c" else "sb3_contrib"
+    if importlib.util.find_spec(module) is None:
+        return None
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
+
+    class Solved(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.step: int | None = None
+
+        def _on_step(self) -> bool:
+            return not (stop_when_reached and self.step is not None)
+
+        def _on_rollout_end(self) -> None:
+            buf = [ep["r"] for ep in self.model.ep_info_buffer][-20:]
+            if self.step is None and len(buf) == 20 and np.mean(buf) >= 475:
+                self.step = self.num_timesteps
+
+    policy_kwargs = {"net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh}
+    if algo == "a2c":
+        from stable_baselines3 import A2C as SB3A2C
+
+        env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+        model: Any = SB3A2C(
+            "MlpPolicy", env, n_steps=5, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0,
+            ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, use_rms_prop=True, rms_prop_eps=1e-5,
+            normalize_advantage=False, policy_kwargs=policy_kwargs, device="cpu", seed=seed,
+            verbose=0,
+        )  # fmt: skip
+    else:
+        from sb3_contrib import TRPO as SB3TRPO
+
+        env = make_vec_env("CartPole-v1", n_envs=2, seed=seed)
+        model = SB3TRPO(
+            "MlpPolicy", env, n_steps=512, batch_size=512, learning_rate=1e-3, gamma=0.99,
+            gae_lambda=0.98, cg_damping=1e-3, cg_max_steps=15, n_critic_updates=20,
+            target_kl=0.01, line_search_max_iter=10, line_search_shrinking_factor=0.8,
+            normalize_advantage=True, policy_kwargs=policy_kwargs, device="cpu", seed=seed,
+            verbose=0,
+        )  # fmt: skip
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    cb = Solved()
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.learn(total_timesteps=total_steps, callback=cb)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    env.close()
+    return {
+        "env_steps": int(model.num_timesteps),
+        "wall_s": round(wall, 2),
+        "sps": round(model.num_timesteps / wall, 1),
+        "cpu_sps": round(model.num_timesteps / cpu, 1),
+        "reached_step": cb.step,
+    }
+
+
+def _versus(algo: str, preset: str, total: int, target: float, quick: bool, log: Log):
+    seeds = SEEDS[:1] if quick else SEEDS
+    ours, theirs = [], []
+    peer = "SB3 A2C" if algo == "a2c" else "sb3-contrib TRPO"
+    for seed in seeds:
+        tr = make_trainer(algo, get_preset(preset).config(total_steps=total), seed=seed)
+        r = _train(tr, target=475.0)
+        r.pop("returns_by_update")
+        tr.close()
+        ours.append(r)
+        s = _sb3_cartpole(algo, seed, total)
+        line = f"  seed {seed}: pglab {r['sps']:.0f} sps, 475 at {r['reached_step']}"
+        if s is not None:
+            theirs.append(s)
+            line += (
+                f"; {peer} {s['sps']:.0f} sps, 475 at {s['reached_step']}; "
+                f"{r['sps'] / s['sps']:.2f}x"
+            )
+        log(line)
+    out: dict[str, Any] = {"seeds": list(seeds), "total_steps": total, "pglab": ours}
+    out["pglab_sps_mean"] = round(statistics.fmean(r["sps"] for r in ours), 1)
+    if not theirs:
+        out["skipped_peer"] = f"{peer} is not installed"
+        log(f"  {peer} not installed: no comparison")
+        return out
+    out["peer"] = theirs
+    out["peer_sps_mean"] = round(statistics.fmean(s["sps"] for s in theirs), 1)
+    out["sps_ratio"] = round(out["pglab_sps_mean"] / out["peer_sps_mean"], 2)
+    out["cpu_sps_ratio"] = round(
+        statistics.fmean(r["cpu_sps"] for r in ours)
+        / statistics.fmean(s["cpu_sps"] for s in theirs),
+        2,
+    )
+    log(
+        f"  SPS pglab {out['pglab_sps_mean']:.0f} vs {peer} {out['peer_sps_mean']:.0f}: "
+        f"{out['sps_ratio']:.2f}x wall, {out['cpu_sps_ratio']:.2f}x CPU time (target >= {target}x)"
+    )
+    return out
+
+
+def a2c_vs_sb3(quick: bool, log: Log) -> dict[str, Any]:
+    return _versus("a2c", "a2c-cartpole-zoo", 100_000 if quick else 300_000, 3, quick, log)
+
+
+def trpo_vs_sb3(quick: bool, log: Log) -> dict[str, Any]:
+    return _versus("trpo", "trpo-cartpole-zoo", 50_000 if quick else 100_000, 4, quick, log)
+
+
+def a2c_cartpole_seeds(quick: bool, log: Log) -> dict[str, Any]:
+    """Steps to 475 for A2C zoo CartPole over many seeds, pglab and SB3 alternating (each run
+    stops once solved, or at the cap): the sample-efficiency distribution both draw from."""
+    seeds = list(range(4 if quick else SEED_STUDY_SEEDS))
+    cap, preset = 300_000, get_preset("a2c-cartpole-zoo")
+    steps: dict[str, list[int | None]] = {"pglab": [], "sb3": []}
+    for seed in seeds:
+        tr = make_trainer("a2c", preset.config(total_steps=cap), seed=seed)
+        r = _train(tr, target=475.0, stop_when_reached=True)
+        tr.close()
+        steps["pglab"].append(r["reached_step"])
+        s = _sb3_cartpole("a2c", seed, cap, stop_when_reached=True)
+        if s is not None:
+            steps["sb3"].append(s["reached_step"])
+        log(f"  seed {seed}: pglab solved at {r['reached_step']}, SB3 at {s and s['reached_step']}")
+    out: dict[str, Any] = {"seeds": seeds, "cap": cap}
+    for lib, xs in steps.items():
+        if xs:
+            capped = [cap if x is None else x for x in xs]
+            out[lib] = {
+                "solved_at": xs,
+                "solved": sum(x is not None for x in xs),
+                "median": statistics.median(capped),
+            }
+            log(f"  {lib}: solved {out[lib]['solved']}/{len(xs)}, median {out[lib]['median']:.0f}")
+    return out
+
+
 SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
     # name: (function, runs in --quick)
     "ppo_cartpole": (ppo_cartpole, True),
     "grad_diag_cost": (grad_diag_cost, True),
+    "ladder": (ladder, True),
+    "a2c_vs_sb3": (a2c_vs_sb3, True),
+    "trpo_vs_sb3": (trpo_vs_sb3, True),
+    "a2c_cartpole_seeds": (a2c_cartpole_seeds, False),
     "ppo_cartpole_seeds": (ppo_cartpole_seeds, False),
     "ppo_pendulum": (ppo_pendulum, False),
     "trpo_cartpole": (trpo_cartpole, False),
@@ -373,6 +572,9 @@ def run(quick: bool, log: Log, only: list[str] | None = None) -> dict[str, Any]:
         if (name in only if only is not None else in_quick or not quick)
     ]
     _warm_up(sb3=any(name in ("ppo_cartpole", "ppo_cartpole_seeds") for name in picked))
+    if any(name in ("a2c_vs_sb3", "a2c_cartpole_seeds", "trpo_vs_sb3") for name in picked):
+        _sb3_cartpole("a2c", 0, 80)  # imports SB3 / sb3-contrib before anything is timed
+        _sb3_cartpole("trpo", 0, 1024)
     results: dict[str, Any] = {}
     for name in picked:
         fn = SECTIONS[name][0]
