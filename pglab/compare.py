@@ -348,6 +348,27 @@ def group_curve(
     return Curve(group.name, stat, grid[keep], point[keep], lo[keep], hi[keep], n[keep], len(runs))
 
 
+def group_curves(
+    frames: Mapping[str, pd.DataFrame],
+    groups: Sequence[Group],
+    metric: str,
+    x: str = STEPS,
+    *,
+    span: str = "common",
+    stat: str = "mean",
+    n_grid: int = 200,
+) -> list[Curve]:
+    """:func:`group_curve` of every group, each clipped to its env's :func:`metric_bounds`;
+    groups without the metric are left out (a metric that does not apply is absent)."""
+    out = []
+    for g in groups:
+        bounds = metric_bounds(metric, g.env_id)
+        c = group_curve(frames, g, metric, x, span=span, stat=stat, n_grid=n_grid, bounds=bounds)
+        if c is not None:
+            out.append(c)
+    return out
+
+
 def curves_frame(curves: Sequence[Curve], x_name: str = STEPS) -> pd.DataFrame:
     """Aligned group curves as one long table: group, x, n, stat, value, ci_low, ci_high."""
     parts = [
@@ -552,34 +573,56 @@ def reading(result: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def method_note(result: Mapping[str, Any]) -> str:
+    """How the summary's AUC, early gradient variance and intervals were measured."""
+    parts = []
+    if result["auc_window"]:
+        a, b = result["auc_window"]
+        parts.append(
+            f"AUC: each seed's mean {result['metric']} over env steps {a:,.0f} to {b:,.0f}, "
+            "the span all groups share."
+        )
+    if result["early_window"] is not None:
+        parts.append(
+            "Early grad var: each seed's median diag/grad_var over its updates in the first "
+            f"{result['early_window']:,.0f} env steps (the same window for every group, so "
+            "all are measured on near-initial policies), median over seeds."
+        )
+    parts.append("Intervals: 95% percentile bootstrap over seeds; IQM as in rliable.")
+    return " ".join(parts)
+
+
 def summary_table(result: Mapping[str, Any]) -> pd.DataFrame:
-    """The summary as a display table: text cells, "-" where a number does not exist."""
+    """The summary as a compact display table: text cells ("value [lo, hi]"), "-" where a
+    number does not exist (a CI from one seed, a threshold nobody reached)."""
 
-    def fmt(v: float | None, digits: int = 1) -> str:
-        return "-" if v is None else f"{v:,.{digits}f}"
-
-    def ci(pair: Sequence[float | None]) -> str:
-        return "-" if pair[0] is None or pair[1] is None else f"{pair[0]:,.1f} to {pair[1]:,.1f}"
+    def est(v: float | None, pair: Sequence[float | None]) -> str:
+        if v is None:
+            return "-"
+        if pair[0] is None or pair[1] is None:
+            return f"{v:,.1f}"
+        return f"{v:,.1f} [{pair[0]:,.1f}, {pair[1]:,.1f}]"
 
     rows = []
     thr = result["threshold"]
     for g in result["groups"]:
         hits = [h for h in g["steps_to_threshold"] if h is not None]
+        if thr is None:
+            reach = "-"
+        else:
+            med = f"median {np.median(hits):,.0f}, " if hits else ""
+            reach = f"{med}{g['reached']}/{g['n']} reached"
         gv = g["grad_var_early"]
         rows.append(
             {
                 "group": g["name"],
                 "n": g["n"],
-                "final mean": fmt(g["final_mean"]),
-                "mean 95% CI": ci(g["final_ci"]),
-                "final IQM": fmt(g["final_iqm"]),
-                "IQM 95% CI": ci(g["iqm_ci"]),
-                "steps to threshold": "-" if thr is None or not hits else f"{np.median(hits):,.0f}",
-                "reached": "-" if thr is None else f"{g['reached']}/{g['n']}",
-                "AUC": fmt(g["auc"]),
-                "AUC 95% CI": ci(g["auc_ci"]),
+                "final IQM [95% CI]": est(g["final_iqm"], g["iqm_ci"]),
+                "final mean [95% CI]": est(g["final_mean"], g["final_ci"]),
+                "steps to threshold": reach,
+                "AUC [95% CI]": est(g["auc"], g["auc_ci"]),
                 "early grad var": "-" if gv is None else f"{gv:.3g}",
-                "dropped": str(len(g["dropped"])),
+                "dropped": len(g["dropped"]),
             }
         )
     return pd.DataFrame(rows)

@@ -183,7 +183,9 @@ def test_summarize_numbers_by_hand():
     assert "Highest AUC: P" in result["reading"] and "Fewer than 3 seeds in Q" in result["reading"]
     table = compare.summary_table(result)
     assert not table.isna().any().any() and "None" not in table.to_string()
-    assert table.loc[1, "mean 95% CI"] == "-" and table.loc[0, "reached"] == "3/3"
+    assert table.loc[1, "final mean [95% CI]"] == "10.0"  # one seed: no interval
+    assert table.loc[0, "steps to threshold"] == "median 100, 3/3 reached"
+    assert table.loc[1, "steps to threshold"] == "0/1 reached"
 
 
 def test_select_runs_by_launch_group_or_id():

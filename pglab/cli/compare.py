@@ -75,12 +75,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = compare.summary_table(result)
     print(table.to_string(index=False))
     print()
-    if result["auc_window"]:
-        a, b = result["auc_window"]
-        print(f"AUC: mean of {args.metric} over env steps {a:,.0f} to {b:,.0f}, shared by all.")
-    if result["early_window"] is not None:
-        print(
-            f"early grad var: median diag/grad_var over the first {result['early_window']:,.0f} env steps."
-        )
+    print(compare.method_note(result))
     print(result["reading"])
     return 0

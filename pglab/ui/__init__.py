@@ -25,6 +25,7 @@ from pglab.ui.charts import (  # noqa: F401
     caption_for,
     downsample,
     line_figure,
+    reference_traces,
     rgba,
     show_chart,
 )
@@ -46,7 +47,17 @@ from pglab.ui.common import (  # noqa: F401
     registry_or_stop,
     require_router,
 )
-from pglab.ui.compare import _stored_frame, group_key, run_frames  # noqa: F401
+from pglab.ui.compare import (  # noqa: F401
+    _stored_frame,
+    compare_downloads,
+    compare_runs_table,
+    download_name,
+    group_key,
+    launch_ladder,
+    launch_options,
+    reference_bands_for,
+    run_frames,
+)
 from pglab.ui.gradlab import (  # noqa: F401
     estimator_bars,
     gradlab_policy,

@@ -1,8 +1,11 @@
-"""Run frames for the Compare page: stored metric tables, cached per finished run, and groups."""
+"""The Compare page's Streamlit side: run frames (cached per finished run), launch choices,
+the one-click ladder, reference bands and plain download names. Numbers: :mod:`pglab.compare`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -31,9 +34,128 @@ def run_frames(registry: Any, records: Sequence[Any]) -> dict[str, pd.DataFrame]
 
 
 def group_key(r: Any, by: str) -> str:
-    """Group label of a run for Compare: its launch group, algorithm, or the run itself."""
-    if by == "algorithm":
-        return f"{r.algo} · {r.env_id}"
-    if by == "each run":
-        return r.name
-    return r.group or r.name
+    """Group label of a run under ``by`` (see :data:`pglab.compare.GROUP_BY`)."""
+    from pglab import compare
+
+    return compare.group_key(r, by)[1]
+
+
+# -- launches --------------------------------------------------------------------------------------
+def launch_options(records: Sequence[Any]) -> dict[str, str]:
+    """``{launch id: label}``, newest launch first. The label names what the launch holds
+    (its groups, env, run count) but no status, which would go stale in a widget label."""
+    out: dict[str, list[Any]] = {}
+    for r in records:  # newest first
+        out.setdefault(r.launch or f"L{r.id}", []).append(r)
+    labels = {}
+    for launch, runs in out.items():
+        groups = list(dict.fromkeys(r.group or r.name for r in reversed(runs)))
+        what = groups[0] if len(groups) == 1 else f"{len(groups)} groups: {groups[0]}, ..."
+        envs = sorted({r.env_id for r in runs})
+        labels[launch] = f"{what} · {', '.join(envs)} · {len(runs)} runs · {launch}"
+    return labels
+
+
+def launch_ladder(
+    registry: Any, env_id: str, seeds: Sequence[int], total_steps: int
+) -> tuple[str, list[str]]:
+    """Launch every rung of :func:`pglab.presets.ladder` for ``seeds`` under ONE launch id, so
+    the whole ladder is one choice on this page later. Every rung is validated before any
+    run starts. Returns (launch id, run ids)."""
+    from pglab.algos import make_config
+    from pglab.presets import ladder
+    from pglab.store import new_launch_id
+
+    rungs = [
+        (label, algo, make_config(algo, settings))
+        for label, algo, settings in ladder(env_id, int(total_steps))
+    ]
+    launch = new_launch_id()
+    ids = []
+    for label, algo, cfg in rungs:
+        group = f"{label} ({env_id})"
+        for s in seeds:
+            ids.append(
+                registry.launch(
+                    algo,
+                    cfg,
+                    seed=s,
+                    device="cpu",
+                    name=f"{group} s{s}",
+                    group=group,
+                    launch=launch,
+                )
+            )
+    return launch, ids
+
+
+# -- reference bands and downloads ------------------------------------------------------------------
+def reference_bands_for(records: Sequence[Any]) -> list[Any]:
+    """The shipped reference bands of the presets these runs were made from (each once)."""
+    from pglab.reference import band_for_run
+
+    out: dict[str, Any] = {}
+    for r in records:
+        band = band_for_run(r.algo, r.config)
+        if band is not None:
+            out.setdefault(band.preset, band)
+    return list(out.values())
+
+
+def download_name(*parts: str, ext: str) -> str:
+    """A plain file name: ``pglab-compare-rollout-return_last20.csv`` (letters, digits, ``-``,
+    ``_`` and one dot; no spaces, no "·")."""
+    words = [re.sub(r"[^A-Za-z0-9_]+", "-", p).strip("-") for p in ("pglab", *parts)]
+    return "-".join(w for w in words if w) + "." + ext
+
+
+def compare_downloads(
+    fig: Any, result: Mapping[str, Any], curves: pd.DataFrame, metric: str
+) -> None:
+    """Download buttons: the figure as standalone HTML (plotly.js embedded: works offline),
+    the summary as CSV and JSON, the aligned group curves as CSV and Parquet."""
+    from pglab import compare
+
+    name = metric.replace("/", "-")
+    table = compare.summary_table(result)
+    buttons = [
+        ("Figure (HTML)", lambda: fig.to_html(include_plotlyjs=True), "compare", "html",
+         "text/html"),
+        ("Summary (CSV)", table.to_csv(index=False), "summary", "csv", "text/csv"),
+        ("Summary (JSON)", json.dumps(result, indent=1), "summary", "json", "application/json"),
+        ("Curves (CSV)", curves.to_csv(index=False), "curves", "csv", "text/csv"),
+        ("Curves (Parquet)", lambda: curves.to_parquet(index=False), "curves", "parquet",
+         "application/vnd.apache.parquet"),
+    ]  # fmt: skip
+    for col, (text, data, what, ext, mime) in zip(st.columns(len(buttons)), buttons):
+        col.download_button(
+            text,
+            data,
+            download_name(what, name, ext=ext),
+            mime,
+            key=f"cmp:dl:{what}:{ext}",
+            icon=":material/download:",
+        )
+
+
+def compare_runs_table(records: Sequence[Any], groups: Sequence[Any]) -> pd.DataFrame:
+    """The runs of a comparison as they are now: group, seed, status, steps; dropped repeats
+    of a seed say so."""
+    group_of, why = {}, {}
+    for g in groups:
+        group_of.update(dict.fromkeys(g.run_ids, g.name))
+        for run_id, reason in g.dropped:
+            group_of[run_id], why[run_id] = g.name, reason
+    rows = [
+        {
+            "group": group_of.get(r.id, "-"),
+            "seed": r.seed,
+            "status": r.status,
+            "env steps": f"{r.env_steps:,} / {r.total_steps:,}",
+            "run": r.id,
+            "launch": r.launch or "-",
+            "counted": "no: " + why[r.id] if r.id in why else "yes",
+        }
+        for r in records
+    ]
+    return pd.DataFrame(rows)
