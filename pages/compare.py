@@ -134,11 +134,11 @@ def results() -> None:
     st.caption(describe(metric))
     result = compare.summarize(frames, groups, metric, threshold)
     st.subheader("Summary")
-    st.dataframe(compare.summary_table(result), hide_index=True, key="cmp:table")
+    ui.show_table(compare.summary_table(result), "cmp:table")
     st.caption(compare.method_note(result))
     st.markdown(result["reading"])
     with st.expander(f"Runs ({len(recs)}), status now"):
-        st.dataframe(ui.compare_runs_table(recs, groups), hide_index=True, key="cmp:runs_table")
+        ui.show_table(ui.compare_runs_table(recs, groups), "cmp:runs_table")
     ui.compare_downloads(fig, result, compare.curves_frame(curves, x_name=x), metric)
     st.caption("For a PNG, use the camera button in the chart's toolbar.")
     if all_metrics:

@@ -564,9 +564,15 @@ def reading(result: Mapping[str, Any]) -> str:
             else:
                 text += f"; its interval overlaps {second['name']}'s ({second[key]:.1f}), so that order may be luck"
         parts.append(text + ".")
-    small = [g["name"] for g in result["groups"] if g["n"] < 3]
-    if small:
-        parts.append(f"Fewer than 3 seeds in {', '.join(small)}: treat those as anecdotes.")
+    one = [g["name"] for g in result["groups"] if g["n"] < 2]
+    few = [g["name"] for g in result["groups"] if 2 <= g["n"] < 5]
+    if one:
+        parts.append(f"One seed only in {', '.join(one)}: no interval, an anecdote.")
+    if few:
+        parts.append(
+            f"Under 5 seeds in {', '.join(few)}: a bootstrap interval is then about the "
+            "range of the seeds, so read close orders as a hint, not a result."
+        )
     dropped = sum(len(g["dropped"]) for g in result["groups"])
     if dropped:
         parts.append(f"{dropped} run(s) left out as repeated seeds.")

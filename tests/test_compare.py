@@ -180,7 +180,7 @@ def test_summarize_numbers_by_hand():
     assert gp["grad_var_early"] == pytest.approx(4.0)
     assert gq["steps_to_threshold"] == [None] and gq["reached"] == 0
     assert gq["final_ci"] == [None, None] and gq["grad_var_early"] is None  # one seed
-    assert "Highest AUC: P" in result["reading"] and "Fewer than 3 seeds in Q" in result["reading"]
+    assert "Highest AUC: P" in result["reading"] and "One seed only in Q" in result["reading"]
     table = compare.summary_table(result)
     assert not table.isna().any().any() and "None" not in table.to_string()
     assert table.loc[1, "final mean [95% CI]"] == "10.0"  # one seed: no interval

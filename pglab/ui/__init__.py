@@ -57,6 +57,7 @@ from pglab.ui.compare import (  # noqa: F401
     launch_options,
     reference_bands_for,
     run_frames,
+    show_table,
 )
 from pglab.ui.gradlab import (  # noqa: F401
     estimator_bars,

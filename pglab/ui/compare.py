@@ -159,3 +159,15 @@ def compare_runs_table(records: Sequence[Any], groups: Sequence[Any]) -> pd.Data
         for r in records
     ]
     return pd.DataFrame(rows)
+
+
+def show_table(table: pd.DataFrame, key: str, room_px: int = 940) -> None:
+    """A table whose columns are sized to their longest cell (about 7 px a character) and
+    scaled to fit ``room_px`` (the page's content width at 1440 px is ~980), so no column is cut off."""
+    widths = {
+        col: 7 * max([len(str(col)), *(len(str(v)) for v in table[col])]) + 30
+        for col in table.columns
+    }
+    scale = min(1.0, room_px / max(1, sum(widths.values())))
+    config = {col: st.column_config.Column(width=int(w * scale)) for col, w in widths.items()}
+    st.dataframe(table, hide_index=True, key=key, column_config=config)
