@@ -3,6 +3,7 @@ curves, bootstrap intervals clipped to bounds, the summary, against hand-compute
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -280,3 +281,102 @@ def test_parse_seeds():
     for bad, msg in (("4-1", "runs backwards"), ("a", "not a seed list"), ("0-99", "out of range")):
         with pytest.raises(ValueError, match=msg):
             parse_seeds(bad)
+
+
+def test_downloads_have_plain_names_and_the_html_works_offline():
+    import io
+
+    from pglab import ui
+
+    assert ui.download_name("curves", "rollout/return_last20 · x", ext="csv") == (
+        "pglab-curves-rollout-return_last20-x.csv"
+    )
+    frames = {"a": run([0.0, 10.0], [1.0, 2.0]), "b": run([0.0, 10.0], [3.0, 4.0])}
+    g = _group("ab")
+    curves = compare.group_curves(frames, [g], compare.RETURN, n_grid=3)
+    result = compare.summarize(frames, [g], reps=100)
+    fig = ui.band_figure(curves, title="t")
+    payloads = ui.download_payloads(fig, result, compare.curves_frame(curves), compare.RETURN)
+    for *_, file_name, _mime in payloads:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+\.[a-z]+", file_name), file_name
+    html = payloads[0][1]()
+    assert not re.search(r"<script[^>]*src=", html)  # nothing loaded from a CDN
+    assert len(html) > 1_000_000  # plotly.js is inside
+    back = pd.read_parquet(io.BytesIO(payloads[4][1]()))
+    assert list(back.columns) == ["group", "time/env_steps", "n", "stat", "value", "ci_low",
+                                  "ci_high"]  # fmt: skip
+    np.testing.assert_allclose(back["value"], [2.0, 2.5, 3.0])
+    assert json.loads(payloads[2][1])["groups"][0]["n"] == 2
+
+
+def test_reference_band_of_a_preset_and_the_runs_that_match_it():
+    from pglab import reference, ui
+    from pglab.presets import get_preset
+
+    assert "ppo-cartpole-zoo" in reference.available()
+    band = reference.reference_band("ppo-cartpole-zoo")
+    assert band.seeds >= 10 and band.meta["env_id"] == "CartPole-v1"
+    assert (band.p10 <= band.median + 1e-9).all() and (band.median <= band.p90 + 1e-9).all()
+    assert (band.p10 >= 0).all() and (band.p90 <= 500).all() and np.all(np.diff(band.env_steps) > 0)
+    preset = get_preset("ppo-cartpole-zoo")
+    config = preset.config(total_steps=300_000).to_dict()  # a longer run of the preset
+    assert reference.match_preset("ppo", config) == "ppo-cartpole-zoo"
+    assert reference.match_preset("ppo", {**config, "learning_rate": 5e-4}) is None
+    assert reference.band_for_run("ppo", config) is band
+    assert reference.reference_band("no-such-preset") is None
+    fill, median = ui.reference_traces(band)
+    assert fill.fill == "toself" and len(fill.x) == 2 * len(band.env_steps)
+    np.testing.assert_allclose(median.y, band.median)
+
+
+def test_one_click_ladder_is_one_launch_with_a_group_per_rung(tmp_path):
+    """The page's ladder through a real registry: 6 rungs x 1 seed, one launch id, groups in
+    rung order (tiny budget: one update each)."""
+    from pglab import ui
+    from pglab.engine import Registry
+    from pglab.presets import ladder
+    from pglab.store import Store
+
+    registry = Registry(Store(tmp_path / "l.sqlite"), max_concurrent=1)
+    launch, ids = ui.launch_ladder(registry, "CartPole-v1", [0], 200)
+    for rid in ids:
+        assert registry.wait(rid, 120) == "finished"
+    records = compare.select_runs(registry.store.list_runs(), [launch])
+    groups = compare.make_groups(records)
+    assert [g.name for g in groups] == [f"{lab} (CartPole-v1)" for lab, _, _ in ladder("x", 1)]
+    assert {g.launch for g in groups} == {launch} and all(g.n == 1 for g in groups)
+    registry.clear()
+
+
+def test_compare_page_draws_the_reference_band_and_counts_each_seed_once():
+    """AppTest of the page: runs of the ppo-cartpole-zoo preset (seed 0 recorded twice) get
+    the preset's reference band behind them; the repeated seed is listed, not counted."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from pglab.presets import get_preset
+    from pglab.store import Store
+
+    store = Store()  # $PGLAB_STORE of this test (conftest)
+    config = get_preset("ppo-cartpole-zoo").config().to_dict()
+    ids = []
+    for seed in (0, 1, 0):
+        rid = store.create_run(algo="ppo", env_id="CartPole-v1", config=config, seed=seed,
+                               device="cpu", group="zoo", launch="Lzoo")  # fmt: skip
+        rows = [{"time/env_steps": 1000.0 * k, "time/updates": float(k), "time/wall_s": 0.1 * k,
+                 compare.RETURN: 40.0 * k + seed} for k in range(1, 11)]  # fmt: skip
+        store.append_metrics(rid, rows)
+        store.set_status(rid, "finished")
+        ids.append(rid)
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    spec = next(c.proto.spec for c in at.get("plotly_chart"))
+    names = [t.get("name", "") for t in json.loads(spec)["data"]]
+    assert names[0].startswith("ppo-cartpole-zoo reference (10 seeds")  # drawn first: behind
+    assert "zoo (n=2)" in names
+    summary, runs = at.dataframe[0].value, at.dataframe[1].value
+    assert list(summary["n"]) == [2] and list(summary["dropped"]) == [1]
+    counted = dict(zip(runs["run"], runs["counted"]))
+    assert counted[ids[2]] == "yes" and counted[ids[0]].startswith("no: seed 0 again")

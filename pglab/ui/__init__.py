@@ -52,6 +52,7 @@ from pglab.ui.compare import (  # noqa: F401
     compare_downloads,
     compare_runs_table,
     download_name,
+    download_payloads,
     group_key,
     launch_ladder,
     launch_options,

@@ -109,32 +109,38 @@ def download_name(*parts: str, ext: str) -> str:
     return "-".join(w for w in words if w) + "." + ext
 
 
-def compare_downloads(
+def download_payloads(
     fig: Any, result: Mapping[str, Any], curves: pd.DataFrame, metric: str
-) -> None:
-    """Download buttons: the figure as standalone HTML (plotly.js embedded: works offline),
-    the summary as CSV and JSON, the aligned group curves as CSV and Parquet."""
+) -> list[tuple[str, Any, str, str]]:
+    """(label, data or a callable making it, file name, mime) of each Compare download: the
+    figure as standalone HTML (plotly.js embedded: works offline), the summary as CSV and
+    JSON, the aligned group curves as CSV and Parquet."""
     from pglab import compare
 
     name = metric.replace("/", "-")
     table = compare.summary_table(result)
-    buttons = [
-        ("Figure (HTML)", lambda: fig.to_html(include_plotlyjs=True), "compare", "html",
-         "text/html"),
-        ("Summary (CSV)", table.to_csv(index=False), "summary", "csv", "text/csv"),
-        ("Summary (JSON)", json.dumps(result, indent=1), "summary", "json", "application/json"),
-        ("Curves (CSV)", curves.to_csv(index=False), "curves", "csv", "text/csv"),
-        ("Curves (Parquet)", lambda: curves.to_parquet(index=False), "curves", "parquet",
-         "application/vnd.apache.parquet"),
+    return [
+        ("Figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
+         download_name("compare", name, ext="html"), "text/html"),
+        ("Summary (CSV)", table.to_csv(index=False), download_name("summary", name, ext="csv"),
+         "text/csv"),
+        ("Summary (JSON)", json.dumps(result, indent=1),
+         download_name("summary", name, ext="json"), "application/json"),
+        ("Curves (CSV)", curves.to_csv(index=False), download_name("curves", name, ext="csv"),
+         "text/csv"),
+        ("Curves (Parquet)", lambda: curves.to_parquet(index=False),
+         download_name("curves", name, ext="parquet"), "application/vnd.apache.parquet"),
     ]  # fmt: skip
-    for col, (text, data, what, ext, mime) in zip(st.columns(len(buttons)), buttons):
+
+
+def compare_downloads(
+    fig: Any, result: Mapping[str, Any], curves: pd.DataFrame, metric: str
+) -> None:
+    """One row of download buttons for :func:`download_payloads`."""
+    payloads = download_payloads(fig, result, curves, metric)
+    for col, (text, data, file_name, mime) in zip(st.columns(len(payloads)), payloads):
         col.download_button(
-            text,
-            data,
-            download_name(what, name, ext=ext),
-            mime,
-            key=f"cmp:dl:{what}:{ext}",
-            icon=":material/download:",
+            text, data, file_name, mime, key=f"cmp:dl:{file_name}", icon=":material/download:"
         )
 
 
