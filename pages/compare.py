@@ -48,6 +48,14 @@ if "cmp:launches" not in st.session_state:  # default: the newest launch
 st.session_state["cmp:launches"] = [x for x in st.session_state["cmp:launches"] if x in launches]
 st.session_state["cmp:extra"] = [i for i in st.session_state.get("cmp:extra", []) if i in by_id]
 
+ladders = ui.ladder_launches(records)
+if ladders:
+    st.button(
+        "Show the newest ladder",
+        key="cmp:ladder_reload",
+        icon=":material/stairs:",
+        on_click=lambda: st.session_state.update({"cmp:launches": [ladders[0]], "cmp:extra": []}),
+    )
 p1, p2 = st.columns([3, 2])
 chosen_launches = p1.multiselect(
     "Launches",

@@ -502,7 +502,9 @@ def summarize(
         mean = stats.bootstrap_ci(finals, "mean", reps=reps, seed=k, bounds=bounds)
         iqm = stats.stratified_bootstrap_ci(finals[:, None], "iqm", reps=reps, seed=k,
                                             bounds=bounds)  # fmt: skip
-        aucs = np.array([normalized_auc(frames[r], metric, window=window) for r in ids])
+        aucs = np.array(
+            [normalized_auc(frames[r], metric, window=window) if window else math.nan for r in ids]
+        )  # no shared window (disjoint runs): no AUC rather than AUCs over different spans
         auc = stats.bootstrap_ci(aucs, "mean", reps=reps, seed=k, bounds=bounds)
         hits = [_num(steps_to_threshold(frames[r], threshold, metric)) for r in ids]
         gvars = np.array([early_median(frames[r], GRAD_VAR, early) for r in ids])

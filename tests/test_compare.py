@@ -345,6 +345,7 @@ def test_one_click_ladder_is_one_launch_with_a_group_per_rung(tmp_path):
     groups = compare.make_groups(records)
     assert [g.name for g in groups] == [f"{lab} (CartPole-v1)" for lab, _, _ in ladder("x", 1)]
     assert {g.launch for g in groups} == {launch} and all(g.n == 1 for g in groups)
+    assert ui.ladder_launches(registry.store.list_runs()) == [launch]  # the one-click reload
     registry.clear()
 
 

@@ -54,6 +54,7 @@ from pglab.ui.compare import (  # noqa: F401
     download_name,
     download_payloads,
     group_key,
+    ladder_launches,
     launch_ladder,
     launch_options,
     reference_bands_for,

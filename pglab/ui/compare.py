@@ -56,6 +56,24 @@ def launch_options(records: Sequence[Any]) -> dict[str, str]:
     return labels
 
 
+def ladder_launches(records: Sequence[Any]) -> list[str]:
+    """Launch ids that hold a whole ladder (every rung's group), newest first."""
+    from pglab.presets import ladder
+
+    rungs = [label for label, _, _ in ladder("", 1)]
+    groups: dict[str, set[str]] = {}
+    envs: dict[str, str] = {}
+    for r in records:  # newest first
+        if r.launch:
+            groups.setdefault(r.launch, set()).add(r.group or "")
+            envs.setdefault(r.launch, r.env_id)
+    return [
+        launch
+        for launch, have in groups.items()
+        if {f"{label} ({envs[launch]})" for label in rungs} <= have
+    ]
+
+
 def launch_ladder(
     registry: Any, env_id: str, seeds: Sequence[int], total_steps: int
 ) -> tuple[str, list[str]]:
