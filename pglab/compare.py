@@ -571,9 +571,10 @@ def reading(result: Mapping[str, Any]) -> str:
     if one:
         parts.append(f"One seed only in {', '.join(one)}: no interval, an anecdote.")
     if few:
+        which = "every group" if len(few) == len(result["groups"]) else ", ".join(few)
         parts.append(
-            f"Under 5 seeds in {', '.join(few)}: a bootstrap interval is then about the "
-            "range of the seeds, so read close orders as a hint, not a result."
+            f"Under 5 seeds in {which}: a bootstrap interval is then about the range of the "
+            "seeds, so read close orders as a hint, not a result."
         )
     dropped = sum(len(g["dropped"]) for g in result["groups"])
     if dropped:

@@ -69,16 +69,17 @@ def test_stratified_bootstrap_resamples_within_each_task():
 
 
 def test_bootstrap_covers_the_true_mean_about_95_percent_of_the_time():
-    """Coverage on a known distribution: N(2, 3^2), n = 30 runs, 400 studies. The percentile
-    bootstrap is slightly narrow at n = 30 (about 93-94%); a broken interval (half width,
-    wrong quantiles) lands far outside [0.90, 0.98]."""
+    """Coverage on a known distribution: N(2, 3^2), n = 50 runs, 1000 studies (SE of the
+    rate ~0.007). The percentile bootstrap runs slightly narrow at finite n (about 94% in
+    theory at n = 50, 93.2% here); a broken interval (half width, wrong quantiles, pooled
+    over studies) lands far outside [0.91, 0.97]."""
     rng = np.random.default_rng(0)
-    data = rng.normal(2.0, 3.0, size=(400, 30))
+    data = rng.normal(2.0, 3.0, size=(1000, 50))
     hits = 0
     for k, x in enumerate(data):
-        est = stats.bootstrap_ci(x, reps=400, seed=k)
+        est = stats.bootstrap_ci(x, reps=1000, seed=k)
         hits += est.lo <= 2.0 <= est.hi
-    assert 0.90 <= hits / 400 <= 0.98
+    assert 0.91 <= hits / 1000 <= 0.97
 
 
 def test_curve_ci_uses_the_runs_present_at_each_point():
