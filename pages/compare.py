@@ -71,7 +71,7 @@ extra = p2.multiselect(
     format_func=lambda i: f"{by_id[i].name} · {i}",
     placeholder="Add runs one by one",
 )
-chosen = [r.id for r in records if r.launch in chosen_launches or r.id in extra]
+chosen = [r.id for r in records if compare.launch_of(r) in chosen_launches or r.id in extra]
 if not chosen:
     st.info("Choose a launch (or single runs) above.")
     st.stop()

@@ -179,10 +179,16 @@ def _label(r: Any) -> str:
     return r.group or r.name
 
 
+def launch_of(r: Any) -> str:
+    """A run's launch id; runs of a schema-1 store (no launch recorded) are each their own,
+    ``L<run id>``, as :meth:`pglab.store.Store.create_run` names a launch of one run."""
+    return r.launch or f"L{r.id}"
+
+
 def group_key(r: Any, by: str = "launch") -> tuple[str, str]:
     """(key, label) of a run's group under ``by`` (one of :data:`GROUP_BY`)."""
     if by == "launch":
-        return f"{r.launch}|{_label(r)}", _label(r)
+        return f"{launch_of(r)}|{_label(r)}", _label(r)
     if by == "config":
         h = config_hash(r.algo, r.config)
         return f"{r.algo}|{h}", f"{r.algo} {r.env_id} config {h[:6]}"
@@ -236,7 +242,7 @@ def make_groups(records: Sequence[Any], by: str = "launch") -> list[Group]:
             cands = sorted(by_seed[seed], key=lambda r: (r.env_steps, r.created_at), reverse=True)
             kept.append(cands[0])
             dropped += [(r.id, f"seed {seed} again (kept run {cands[0].id})") for r in cands[1:]]
-        launches = {r.launch for r in kept}
+        launches = {launch_of(r) for r in kept}
         envs = {r.env_id for r in kept}
         name = labels[key]
         if seen[name] > 1:
@@ -264,11 +270,13 @@ def select_runs(records: Sequence[Any], tokens: Sequence[str]) -> list[Any]:
         raise ValueError("runs: the store has no runs yet")
     if not tokens:
         newest = max(records, key=lambda r: r.created_at)
-        return [r for r in records if r.launch == newest.launch]
+        return [r for r in records if launch_of(r) == launch_of(newest)]
     chosen: dict[str, Any] = {}
     for raw in tokens:
         token = raw.strip()
-        hits = [r for r in records if r.launch == token] or [r for r in records if r.group == token]
+        hits = [r for r in records if launch_of(r) == token] or [
+            r for r in records if r.group == token
+        ]
         if not hits:
             hits = [r for r in records if r.id == token or r.name == token]
         if not hits:

@@ -196,6 +196,9 @@ def test_select_runs_by_launch_group_or_id():
     assert [r.id for r in compare.select_runs(recs, [])] == ["bb33"]  # the newest launch
     assert [r.id for r in compare.select_runs(recs, ["L1"])] == ["aa11", "aa22"]
     assert [r.id for r in compare.select_runs(recs, ["A2C", "aa2"])] == ["bb33", "aa22"]
+    old = Rec("cc44", 0, None, "old", created_at=0.1)  # a schema-1 run: no launch recorded
+    assert compare.select_runs([*recs, old], ["Lcc44"]) == [old]
+    assert compare.make_groups([old])[0].launch == "Lcc44"
     with pytest.raises(ValueError, match="'aa' matches 2 runs"):
         compare.select_runs(recs, ["aa"])
     with pytest.raises(ValueError, match="'zz' is not a launch, group or run"):

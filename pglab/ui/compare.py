@@ -44,9 +44,11 @@ def group_key(r: Any, by: str) -> str:
 def launch_options(records: Sequence[Any]) -> dict[str, str]:
     """``{launch id: label}``, newest launch first. The label names what the launch holds
     (its groups, env, run count) but no status, which would go stale in a widget label."""
+    from pglab import compare
+
     out: dict[str, list[Any]] = {}
     for r in records:  # newest first
-        out.setdefault(r.launch or f"L{r.id}", []).append(r)
+        out.setdefault(compare.launch_of(r), []).append(r)
     labels = {}
     for launch, runs in out.items():
         groups = list(dict.fromkeys(r.group or r.name for r in reversed(runs)))
@@ -165,6 +167,8 @@ def compare_downloads(
 def compare_runs_table(records: Sequence[Any], groups: Sequence[Any]) -> pd.DataFrame:
     """The runs of a comparison as they are now: group, seed, status, steps; dropped repeats
     of a seed say so."""
+    from pglab import compare
+
     group_of, why = {}, {}
     for g in groups:
         group_of.update(dict.fromkeys(g.run_ids, g.name))
@@ -177,7 +181,7 @@ def compare_runs_table(records: Sequence[Any], groups: Sequence[Any]) -> pd.Data
             "status": r.status,
             "env steps": f"{r.env_steps:,} / {r.total_steps:,}",
             "run": r.id,
-            "launch": r.launch or "-",
+            "launch": compare.launch_of(r),
             "counted": "no: " + why[r.id] if r.id in why else "yes",
         }
         for r in records
