@@ -219,14 +219,9 @@ def _flow(page, base: str) -> None:
 
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
     page.get_by_role("heading", name="Compare").first.wait_for()
-    runs = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs")
-    runs.get_by_role("button", name="Clear all").first.click()  # then pick both by hand
-    for _ in range(2):
-        runs.locator('[role="combobox"]').first.click()
-        page.get_by_role("option").filter(has_text="stopped").first.click()
-        page.keyboard.press("Escape")
-        _settle(page)  # each pick reruns the page: the next pick must not race that rerun
-    _wait_for(lambda: runs.get_by_text("stopped").count() >= 2, 30, "both runs in the Runs picker")
+    # both runs came from one Launch click: the newest launch, chosen by default, holds both
+    launches = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Launches")
+    _wait_for(lambda: launches.get_by_text("2 runs").count() >= 1, 30, "the launch picked")
     traces = _wait_for(
         lambda: (
             (t := page.evaluate(_TRACES, "Return")) and any(x["fill"] == "toself" for x in t) and t

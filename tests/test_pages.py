@@ -130,6 +130,7 @@ def _fake_group(store: Store, group: str, slope: float, seeds: int) -> list[str]
             seed=s,
             device="cpu",
             group=group,
+            launch=f"L{group}",
         )
         store.append_metrics(
             rid,
@@ -153,8 +154,8 @@ def test_compare_draws_a_band_per_group_of_seeds():
     store = Store()
     ids = _fake_group(store, "slow", 1.0, 3) + _fake_group(store, "fast", 5.0, 3)
     at = open_page("compare.py")
-    assert set(at.multiselect(key="cmp:runs").value) == set(ids[3:])  # newest group by default
-    at.multiselect(key="cmp:runs").set_value(ids).run()
+    assert at.multiselect(key="cmp:launches").value == ["Lfast"]  # the newest launch
+    at.multiselect(key="cmp:launches").set_value(["Lslow", "Lfast"]).run()
     assert not at.exception and not at.error
     spec = charts(at)[label("rollout/return_last20")]
     fills = [t for t in spec["data"] if t.get("fill") == "toself"]
@@ -164,7 +165,10 @@ def test_compare_draws_a_band_per_group_of_seeds():
     fast = next(t for t in means if t["name"].startswith("fast"))
     assert _array(fast["y"])[-1] == pytest.approx(51.0)  # 5 * 10 + mean seed offset 1
     table = at.dataframe[0].value
-    assert list(table["group"]) == ["slow", "fast"] and list(table["seeds"]) == [3, 3]
+    assert list(table["group"]) == ["slow", "fast"] and list(table["n"]) == [3, 3]
+    assert "None" not in table.to_string()
+    runs = at.dataframe[1].value  # the runs as they are now, each counted once
+    assert sorted(runs["run"]) == sorted(ids) and set(runs["status"]) == {"finished"}
 
 
 def test_runs_page_lists_and_deletes_with_confirmation():

@@ -2,12 +2,19 @@
 
     python -m pglab train --algo ppo --env CartPole-v1 --preset ppo-cartpole-zoo --json
     python -m pglab train --config exported.json --set learning_rate=3e-4
+    python -m pglab train --preset ppo-cartpole-zoo --seeds 0-4 --group zoo-ppo
     python -m pglab algos --json
 
 Settings are layered, later wins: algorithm defaults < ``--config FILE.json`` < ``--preset``
 < ``--env`` / ``--steps`` < ``--set name=value``. Every value is validated by the algorithm's
 config (a bad one raises ``ValueError`` naming the field, printed as one line by the
-dispatcher). With ``--json`` the last stdout line is one JSON object (see :func:`summary`).
+dispatcher). With ``--json`` the last stdout line is one JSON object (see :func:`summary`;
+with ``--seeds``, ``{"launch", "group", "runs": [one summary per seed]}``).
+
+Launches: one invocation is one launch (:func:`pglab.store.new_launch_id`), every seed of
+``--seeds`` in it. ``--group NAME`` labels the runs and joins the launch that already carries
+that group name in the store (so seeds trained in several invocations, or from the page,
+meet in one Compare group); a new name starts a new launch.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", choices=ALGO_NAMES, help="algorithm (or taken from --preset/--config)")
     p.add_argument("--env", help="gymnasium env id, e.g. CartPole-v1")
     p.add_argument("--steps", type=int, help="total environment steps (total_steps)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    seeds.add_argument(
+        "--seeds",
+        metavar="SPEC",
+        help="train one run per seed, one after another, in one launch: 0-4, 0,2,5 or 3",
+    )
+    p.add_argument(
+        "--group",
+        metavar="NAME",
+        help="group (and launch) name for Compare; an existing name adds these seeds to it",
+    )
     p.add_argument("--preset", help="named preset, see `python -m pglab algos`")
     p.add_argument(
         "--set",
@@ -68,6 +87,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- train -----------------------------------------------------------------------------------
+MAX_SEEDS = 64
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"``; ``"3"``; ranges and lists mix (``"0-2,7"``).
+
+    Seeds are integers in [0, 2**31 - 1], at most :data:`MAX_SEEDS`, no repeats.
+    """
+    out: list[int] = []
+    for part in str(spec).replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m is None:
+            raise ValueError(f"--seeds: {spec!r} is not a seed list (e.g. 0-4, 0,2,5 or 3)")
+        lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        if hi < lo:
+            raise ValueError(f"--seeds: {part!r} runs backwards (write {hi}-{lo})")
+        if hi >= 2**31 or hi - lo >= MAX_SEEDS:
+            raise ValueError(f"--seeds: {part!r} is out of range (at most {MAX_SEEDS} seeds)")
+        out.extend(range(lo, hi + 1))
+    if len(out) > MAX_SEEDS:
+        raise ValueError(f"--seeds: {len(out)} seeds is out of range (at most {MAX_SEEDS})")
+    if len(set(out)) != len(out):
+        raise ValueError(f"--seeds: {spec!r} names a seed twice")
+    return out
+
+
+def launch_for_group(store: Any, group: str | None) -> str:
+    """The launch id runs of ``group`` join: the newest existing run's, else a fresh one."""
+    from pglab.store import new_launch_id
+
+    if group:
+        for record in store.list_runs():  # newest first
+            if record.group == group and record.launch:
+                return record.launch
+    return new_launch_id()
+
+
 def build_config(args: argparse.Namespace) -> tuple[str, BaseConfig]:
     """Resolve ``--algo/--config/--preset/--env/--steps/--set`` into a validated config."""
     algo: str | None = args.algo
@@ -139,7 +195,10 @@ def summary(algo: str, trainer: Trainer, status: str, error: str | None = None) 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train in this process and record the run in the store the lab reads (``--store``,
-    ``$PGLAB_STORE`` or ``~/.pglab/runs.sqlite``), exactly as a run launched from the page."""
+    ``$PGLAB_STORE`` or ``~/.pglab/runs.sqlite``), exactly as a run launched from the page.
+
+    With ``--seeds`` the seeds train one after another; Ctrl-C stops the current one and
+    starts no more. The exit status is that of the worst run (failed 1, stopped 130)."""
     algo, config = build_config(args)
     max_threads = max(1, os.cpu_count() or 1)
     if not 1 <= args.threads <= max_threads:
@@ -147,15 +206,49 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--threads: {args.threads} is not allowed (an integer in [1, {max_threads}], the "
             "CPU cores of this machine)"
         )
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
+    group = args.group.strip() if args.group is not None else None
+    if args.group is not None and not group:
+        raise ValueError("--group: an empty name is not allowed")
     import torch
 
-    from pglab.engine import run_foreground, validate_launch
+    from pglab.engine import validate_launch
     from pglab.store import Store
 
-    validate_launch(algo, config, args.seed, args.device)  # bad input: one line, no bar
+    for seed in seeds:
+        validate_launch(algo, config, seed, args.device)  # bad input: one line, no bar
     torch.set_num_threads(args.threads)
     store = Store(args.store)
+    launch = launch_for_group(store, group)
+    outs, codes = [], []
+    for seed in seeds:
+        code, out = _train_one(args, algo, config, seed, store, group, launch)
+        codes.append(code)
+        if out is not None:
+            outs.append(out)
+        if code == 130:
+            break
+    if args.json:
+        if args.seeds is None and outs:
+            sys.stdout.write(json.dumps(outs[0]) + "\n")
+        elif args.seeds is not None:
+            sys.stdout.write(json.dumps({"launch": launch, "group": group, "runs": outs}) + "\n")
+    return 130 if 130 in codes else max(codes)
+
+
+def _train_one(
+    args: argparse.Namespace,
+    algo: str,
+    config: BaseConfig,
+    seed: int,
+    store: Any,
+    group: str | None,
+    launch: str,
+) -> tuple[int, dict[str, Any] | None]:
+    """One seed of :func:`cmd_train`: (exit code, its ``--json`` summary or None)."""
     from tqdm import tqdm
+
+    from pglab.engine import run_foreground
 
     bar = tqdm(total=config.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
 
@@ -170,32 +263,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         record = run_foreground(
             algo,
             config,
-            args.seed,
+            seed,
             args.device,
             store,
             on_update,
+            name=f"{group} s{seed}" if group else None,
+            group=group,
+            launch=launch,
             on_end=lambda trainer: ended.setdefault("trainer", trainer),
         )
     finally:
         bar.close()
     if "trainer" not in ended:  # the trainer could not even be built
         print(f"pglab train: error: {record.error}", file=sys.stderr)
-        return 1
-    out = {"run_id": record.id, **summary(algo, ended["trainer"], record.status, record.error)}
-    if args.json:
-        sys.stdout.write(json.dumps(out) + "\n")
-    else:
+        return 1, None
+    out = {
+        "run_id": record.id,
+        "launch": record.launch,
+        "group": record.group,
+        **summary(algo, ended["trainer"], record.status, record.error),
+    }
+    if not args.json:
         ret = out["final_return"]
         print(
             f"{algo} on {out['env']} seed {out['seed']}: {record.status} after "
             f"{out['env_steps']} steps in {out['wall_s']:.1f}s; return (last 20) "
             f"{'n/a' if ret is None else f'{ret:.1f}'}; solved at {out['solved_at_step']}; "
-            f"run {record.id} in {store.path}"
+            f"run {record.id} (launch {record.launch}) in {store.path}"
         )
     if record.status == "failed":
         print(f"pglab train: error: {record.error}", file=sys.stderr)
-        return 1
-    return 130 if record.status == "stopped" else 0
+        return 1, out
+    return (130 if record.status == "stopped" else 0), out
 
 
 # -- algos -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pglab.ui.charts import (  # noqa: F401
     downsample,
     line_figure,
     plain_text,
+    reference_traces,
     rgba,
     show_chart,
 )
@@ -49,7 +50,20 @@ from pglab.ui.common import (  # noqa: F401
     require_router,
     store_error,
 )
-from pglab.ui.compare import _stored_frame, group_key, run_frames  # noqa: F401
+from pglab.ui.compare import (  # noqa: F401
+    _stored_frame,
+    compare_downloads,
+    compare_runs_table,
+    download_name,
+    download_payloads,
+    group_key,
+    ladder_launches,
+    launch_ladder,
+    launch_options,
+    reference_bands_for,
+    run_frames,
+    show_table,
+)
 from pglab.ui.gradlab import (  # noqa: F401
     estimator_bars,
     gradlab_policy,

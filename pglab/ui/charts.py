@@ -110,14 +110,21 @@ def band_figure(
     log_y: bool = False,
     height: int = 420,
     hline: float | None = None,
+    behind: Sequence[Any] = (),
 ) -> go.Figure:
-    """Mean line and shaded 95% band per group (:class:`pglab.compare.Band`)."""
-    data = []
+    """Line and shaded 95% band per group (:class:`pglab.compare.Curve`); ``behind``: traces
+    drawn first, under everything (reference bands, :func:`reference_traces`).
+
+    The legend gives each group's seed count; where it changes along x ("n varies") the
+    hover shows n at each point.
+    """
+    data = list(behind)
     for k, b in enumerate(bands):
         color = COLORS[k % len(COLORS)]
         x, mean = downsample(b.x, b.mean)
         _, low = downsample(b.x, b.low)
         _, high = downsample(b.x, b.high)
+        _, n = downsample(b.x, np.asarray(b.n, dtype=float))
         if log_y:
             low = np.where(low > 0, low, np.nan)
         ok = np.isfinite(low) & np.isfinite(high)
@@ -135,23 +142,56 @@ def band_figure(
                     name=plain_text(f"{b.group} 95% CI"),
                 )
             )
+        lo_n, hi_n = int(np.min(b.n)), int(np.max(b.n))
+        seeds = f"n={hi_n}" if lo_n == hi_n else f"n varies {lo_n}-{hi_n}"
         data.append(
             go.Scatter(
                 x=x,
                 y=mean,
                 mode="lines",
-                name=plain_text(f"{b.group} (n={int(b.n.max())})"),
+                name=plain_text(f"{b.group} ({seeds})"),
                 line={"color": color, "width": 2},
                 legendgroup=b.group,
+                customdata=n,
+                hovertemplate="%{y:.4g} (n=%{customdata:.0f})",
             )
         )
     layout = base_layout(title, x_title, y_title, log_y, height)
-    layout["legend"] = {"orientation": "v", "x": 1.01, "y": 1}
-    layout["margin"]["r"] = 10
+    layout["legend"] = {"orientation": "h", "y": -0.2, "x": 0}
     fig = go.Figure(data=data, layout=layout)
     if hline is not None:
         fig.add_hline(y=hline, line_dash="dot", line_color="gray", annotation_text="threshold")
     return fig
+
+
+def reference_traces(band: Any, color: str = "#7f7f7f") -> list[go.Scatter]:
+    """Faint traces of a preset's reference band (:func:`pglab.reference.reference_band`):
+    the p10-p90 range of its multi-seed study, shaded, and the median dashed. Put them
+    first in a figure's data (or ``band_figure(behind=...)``) so runs draw on top."""
+    x = np.asarray(band.env_steps, dtype=float)
+    return [
+        go.Scatter(
+            x=np.r_[x, x[::-1]],
+            y=np.r_[band.p90, band.p10[::-1]],
+            fill="toself",
+            fillcolor=rgba(color, 0.12),
+            line={"width": 0},
+            hoverinfo="skip",
+            name=band.label,
+            legendgroup=f"ref:{band.preset}",
+            showlegend=True,
+        ),
+        go.Scatter(
+            x=x,
+            y=band.median,
+            mode="lines",
+            line={"color": rgba(color, 0.6), "width": 1, "dash": "dash"},
+            name=f"{band.preset} reference median",
+            legendgroup=f"ref:{band.preset}",
+            showlegend=False,
+            hovertemplate="reference median %{y:.4g}",
+        ),
+    ]
 
 
 def show_chart(fig: go.Figure, key: str) -> None:
