@@ -10,4 +10,5 @@ BENCHES = {
     "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
     "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
     "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+    "rlhf": "pglab.benchmarks.rlhf",  # RLHF Lab: time/samples to KL(pi||pi*) <= 0.05, win rates
 }
