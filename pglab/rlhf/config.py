@@ -15,7 +15,37 @@ from pglab.rlhf.world import ENUM_CAP, GOLD_REWARDS, MAX_VOCAB, check_world
 METHODS = ("reinforce", "rloo", "ppo", "grpo", "dpo")
 # The method's own default where a field is None.
 DEFAULT_KL_ESTIMATOR = {"reinforce": "k1", "rloo": "k1", "ppo": "k1", "grpo": "k3", "dpo": "k1"}
-DEFAULT_EPOCHS = {"ppo": 4, "grpo": 1}
+# PPO: TRL's num_ppo_epochs is 4; on this toy 4 full-batch passes at lr 1e-2 overfit each batch
+# (14k samples to the criterion against 9k with 2), so the lab's default is 2.
+DEFAULT_EPOCHS = {"ppo": 2, "grpo": 1}
+# Worlds the page offers (any vocab_size/seq_len/n_prompts within the cap works from the CLI).
+WORLDS: dict[str, dict[str, int]] = {
+    "6 words, 4 tokens, 3 prompts (1,296 responses a prompt)": {
+        "vocab_size": 6,
+        "seq_len": 4,
+        "n_prompts": 3,
+    },
+    "6 words, 3 tokens, 2 prompts (216 responses a prompt)": {
+        "vocab_size": 6,
+        "seq_len": 3,
+        "n_prompts": 2,
+    },
+    "8 words, 4 tokens, 4 prompts (4,096 responses a prompt)": {
+        "vocab_size": 8,
+        "seq_len": 4,
+        "n_prompts": 4,
+    },
+    "10 words, 3 tokens, 3 prompts (1,000 responses a prompt)": {
+        "vocab_size": 10,
+        "seq_len": 3,
+        "n_prompts": 3,
+    },
+}
+GOLD_HELP = {
+    "sentiment": "#positive (good, great) - #bad - 2 x repeated tokens; max 2. Repetition is rare on pi_SFT: the hackable one.",
+    "count": "number of 'good' tokens, 0..L.",
+    "pattern": "positions matching the prompt's target sentence, 0..L.",
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +133,10 @@ class RLHFConfig(BaseConfig):
     baseline: str = param("mean", "REINFORCE's baseline.", choices=("none", "mean"))
     clip_coef: float = param(0.2, "PPO/GRPO ratio clip range eps.", low=0.0, high=10.0)
     n_epochs: int | None = param(
-        None, "Passes over each batch (PPO, GRPO); none: 4 for PPO, 1 for GRPO.", low=1, high=50
+        None,
+        "Passes over each batch (PPO, GRPO); none: 2 for PPO (TRL: 4), 1 for GRPO (TRL's num_iterations).",
+        low=1,
+        high=50,
     )
     num_minibatches: int = param(1, "Minibatches per pass (PPO, GRPO).", low=1, high=64)
     gae_lambda: float = param(0.95, "PPO's GAE lambda.", low=0.0, high=1.0)

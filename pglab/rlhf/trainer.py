@@ -200,3 +200,27 @@ class RLHFTrainer:
             "gold": E.frontier(w.sft_logp, self.gold, self.gold, b),
             "proxy": E.frontier(w.sft_logp, self.reward, self.gold, b),
         }
+
+
+def policy_tables(config: RLHFConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """Everything the completions view needs from a stored run, without retraining its
+    reward model: the world, ``logp`` tables ``[P, N]`` for pi_SFT, pi_theta (from the
+    checkpoint or live weights ``state``) and pi*_beta of the run's reward, and r*, r."""
+    world = make_world(
+        WorldSpec(config.vocab_size, config.seq_len, config.n_prompts, config.world_seed)
+    )
+    policy = world.new_policy()
+    policy.load_state_dict(state["policy"])
+    reward = state["reward"]
+    with torch.no_grad():
+        theta = E.sequence_log_probs(policy, world)
+    return {
+        "world": world,
+        "logps": {
+            "pi_SFT": world.sft_logp,
+            "pi_theta": theta,
+            "pi*": E.optimum_log_probs(world.sft_logp, reward, config.beta),
+        },
+        "gold": world.gold(config.gold),
+        "reward": reward,
+    }
