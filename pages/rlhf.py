@@ -72,7 +72,7 @@ if st.button("Launch", type="primary", icon=":material/rocket_launch:", key="rlh
         st.error(str(exc))
 
 st.subheader("Live")
-watched = st.session_state.get("rlhf:runs") or lab.active_rlhf(registry)
+watched = st.session_state.get("rlhf:runs") or lab.latest_rlhf(registry)
 active = lab.any_active(registry, watched)
 
 

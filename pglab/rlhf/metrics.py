@@ -6,7 +6,7 @@ from __future__ import annotations
 METRICS: dict[str, tuple[str, str]] = {
     "exact/kl_to_optimum": (
         "How far the policy is from the optimum of its own objective (0 = solved)",
-        "KL(pi_theta || pi*_beta), pi* ∝ pi_SFT exp(r/beta), enumerated",
+        "KL(pi_theta || pi*_beta), pi* ∝ pi_SFT exp(r/beta) (DPO: r = r*/T), enumerated",
     ),
     "exact/kl_to_sft": ("Distance travelled from pi_SFT", "KL(pi_theta || pi_SFT), enumerated"),
     "exact/gold_reward": ("What the policy is really worth", "E_{y~pi_theta}[r*(x, y)]"),

@@ -4,7 +4,8 @@ Built from an :class:`~pglab.rlhf.config.RLHFConfig`: the world and pi_SFT, the 
 pairs and (unless ``reward="gold"``) the reward model, the policy pi_theta initialised from
 pi_SFT and, for PPO, a value model. Each :meth:`update` is one step of the method (its file's
 ``step``) followed by the exact metrics of the new policy, computed by enumeration against
-pi*_beta of the run's own reward (the learned reward, or r* with ``reward="gold"``)::
+pi*_beta of the run's own reward (the learned reward, or r* with ``reward="gold"``; for DPO
+the optimum of its population loss, pi*_beta of r*/T)::
 
     exact/kl_to_optimum  KL(pi_theta || pi*_beta)          exact/kl_to_sft  KL(pi_theta || pi_SFT)
     exact/gold_reward    E_pi[r*]                         exact/proxy_reward E_pi[r] (training reward)
@@ -78,7 +79,14 @@ class RLHFTrainer:
             self.reward = rm.table(w)
             self.rm_report = reward_model_report(w, self.reward, self.gold, self.pairs, held_out)
         self.rm_wall_s = time.perf_counter() - t0
-        self.opt_logp = E.optimum_log_probs(w.sft_logp, self.reward, config.beta)  # [P, N]
+        # The yardstick pi*_beta of the run's own objective. DPO optimises no reward: the
+        # optimum of its population loss under BT labels at temperature T is pi*_beta of r*/T
+        # (T = 0: of r* itself, as a stand-in for the degenerate limit).
+        self.target = self.reward
+        if self.method == "dpo":
+            T = config.label_temperature
+            self.target = self.gold / T if T > 0 else self.gold
+        self.opt_logp = E.optimum_log_probs(w.sft_logp, self.target, config.beta)  # [P, N]
         with _INIT_LOCK:  # weight init from the global RNG: one trainer at a time
             state = torch.random.get_rng_state()
             torch.manual_seed(seed)
@@ -153,6 +161,7 @@ class RLHFTrainer:
         state: dict[str, Any] = {
             "policy": self.policy.state_dict(),
             "reward": self.reward.clone(),
+            "target": self.target.clone(),
             "env_steps": self.env_steps,
         }
         if self.value_model is not None:
@@ -188,7 +197,7 @@ class RLHFTrainer:
             "exact/gold_reward": float(E.expectation(lp, self.gold).mean()),
             "exact/proxy_reward": float(E.expectation(lp, self.reward).mean()),
             "exact/win_rate": float(E.win_rate(lp, w.sft_logp, self.gold).mean()),
-            "exact/objective": float(E.objective(lp, w.sft_logp, self.reward, beta).mean()),
+            "exact/objective": float(E.objective(lp, w.sft_logp, self.target, beta).mean()),
         }
 
     def frontier(self, betas: Tensor | None = None) -> dict[str, dict[str, list[float]]]:
@@ -212,6 +221,7 @@ def policy_tables(config: RLHFConfig, state: dict[str, Any]) -> dict[str, Any]:
     policy = world.new_policy()
     policy.load_state_dict(state["policy"])
     reward = state["reward"]
+    target = state.get("target", reward)
     with torch.no_grad():
         theta = E.sequence_log_probs(policy, world)
     return {
@@ -219,7 +229,7 @@ def policy_tables(config: RLHFConfig, state: dict[str, Any]) -> dict[str, Any]:
         "logps": {
             "pi_SFT": world.sft_logp,
             "pi_theta": theta,
-            "pi*": E.optimum_log_probs(world.sft_logp, reward, config.beta),
+            "pi*": E.optimum_log_probs(world.sft_logp, target, config.beta),
         },
         "gold": world.gold(config.gold),
         "reward": reward,

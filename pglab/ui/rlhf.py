@@ -232,14 +232,16 @@ def launch_methods(
     return ids
 
 
-def active_rlhf(registry: Any) -> list[str]:
-    """Active RLHF runs of this process (shown when this session launched none)."""
-    out = []
-    for i in registry.active_ids():
-        rec = safe_record(registry, i)
-        if rec is not None and rec.algo == "rlhf":
-            out.append(i)
-    return out
+def latest_rlhf(registry: Any) -> list[str]:
+    """The runs of the newest RLHF launch in the store (page, CLI or another session), oldest
+    first: what the page shows when this session has launched nothing yet."""
+    runs = [r for r in registry.store.list_runs() if r.algo == "rlhf"]  # newest first
+    if not runs:
+        return []
+    newest = runs[0].launch
+    if newest is None:
+        return [runs[0].id]
+    return [r.id for r in reversed(runs) if r.launch == newest]
 
 
 def any_active(registry: Any, run_ids: Sequence[str]) -> bool:
