@@ -16,7 +16,14 @@ from pglab.rlhf.ppo import per_token_rewards, response_advantages
 from pglab.rlhf.preferences import bt_loss, label_pairs, pair_accuracy
 from pglab.rlhf.reinforce import reinforce_loss
 from pglab.rlhf.rloo import rloo_advantages, rloo_loss
-from pglab.rlhf.world import WorldSpec, all_sequences, gold_reward, make_world, token_log_probs
+from pglab.rlhf.world import (
+    WorldSpec,
+    all_sequences,
+    enumerated_token_log_probs,
+    gold_reward,
+    make_world,
+    token_log_probs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +37,14 @@ def test_enumeration_and_sft_normalised(world):
     assert torch.equal(world.seqs[7], torch.tensor([0, 0, 1, 1]))  # 7 = 0011 in base 6
     assert torch.allclose(world.sft_logp.exp().sum(-1), torch.ones(3), atol=1e-5)
     assert len(set(map(tuple, all_sequences(6, 3).tolist()))) == 216
+
+
+def test_enumeration_over_prefixes_equals_teacher_forcing(world):
+    policy = world.new_policy()  # random weights: nothing special about pi_SFT
+    fast = enumerated_token_log_probs(policy, 3)
+    slow = token_log_probs(policy, world.flat_prompts, world.flat_seqs).view(3, -1, 4)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.allclose(world.sft_token_logp.sum(-1), E.sequence_log_probs(world.sft, world))
 
 
 def test_gold_rewards_by_hand():

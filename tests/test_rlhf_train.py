@@ -61,6 +61,14 @@ def test_trl_metric_names_and_exact_metrics():
             assert "objective/kl" not in row  # a metric that does not apply is absent
 
 
+def test_every_reported_metric_is_documented():
+    from pglab.rlhf.metrics import METRICS
+
+    for method in ("reinforce", "rloo", "ppo", "grpo", "dpo"):
+        row = RLHFTrainer(RLHFConfig(method=method, total_steps=100), seed=0).update()
+        assert set(row) <= set(METRICS), (method, set(row) - set(METRICS))
+
+
 def test_dpo_fits_its_pairs():
     trainer = RLHFTrainer(RLHFConfig(method="dpo", total_steps=64 * 2 * 60), seed=0)
     first = trainer.update()

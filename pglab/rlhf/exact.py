@@ -16,13 +16,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pglab.rlhf.world import PrefixMLP, World, token_log_probs
+from pglab.rlhf.world import PrefixMLP, World, enumerated_token_log_probs
 
 
 def sequence_log_probs(policy: PrefixMLP, world: World) -> Tensor:
     """``log pi(y|x)`` for every prompt and response in one batched forward, ``[P, N]``."""
-    tok = token_log_probs(policy, world.flat_prompts, world.flat_seqs)
-    return tok.sum(-1).view(world.n_prompts, world.n_responses)
+    return enumerated_token_log_probs(policy, world.n_prompts).sum(-1)
 
 
 def kl(logp: Tensor, logq: Tensor) -> Tensor:

@@ -59,6 +59,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "loss/dpo": ("DPO (or IPO) loss", "-mean log sigma(beta (h(y_w) - h(y_l)))"),
     "time/env_steps": ("Responses sampled (DPO: scored) so far", "sum of batch sizes"),
     "time/wall_s": ("Seconds inside update() so far", "sum of update durations"),
+    "time/updates": ("Updates done so far", "count"),
+    "time/sps": ("Responses per second of the last update", "batch size / update duration"),
 }
 
 

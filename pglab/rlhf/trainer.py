@@ -30,7 +30,7 @@ from pglab.algos.base import NonFiniteError
 from pglab.rlhf import exact as E
 from pglab.rlhf.config import RLHFConfig
 from pglab.rlhf.preferences import Pairs, label_pairs, reward_model_report, train_reward_model
-from pglab.rlhf.world import WorldSpec, make_world
+from pglab.rlhf.world import WorldSpec, enumerated_token_log_probs, make_world
 
 CRITERION_KL = 0.05  # nats, mean over prompts: "reached the optimum" for tests and the bench
 _INIT_LOCK = threading.Lock()
@@ -181,11 +181,7 @@ class RLHFTrainer:
     @torch.no_grad()
     def _refresh(self) -> None:
         """Enumerate the current policy: per-token ``token_logp [P, N, L]`` and ``logp [P, N]``."""
-        w = self.world
-        from pglab.rlhf.world import token_log_probs
-
-        tok = token_log_probs(self.policy, w.flat_prompts, w.flat_seqs)
-        self.token_logp = tok.view(w.n_prompts, w.n_responses, -1)
+        self.token_logp = enumerated_token_log_probs(self.policy, self.world.n_prompts)
         self.logp = self.token_logp.sum(-1)
 
     def exact_metrics(self) -> dict[str, float]:

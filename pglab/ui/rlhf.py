@@ -203,10 +203,12 @@ def completions_view(registry: Any, run_ids: Sequence[str]) -> None:
     for col, by, title in ((before, "pi_SFT", "Before: most likely under pi_SFT"),
                            (after, "pi_theta", "After: most likely under pi_theta")):  # fmt: skip
         rows = completions(t["world"], prompt, t["logps"], t["gold"], t["reward"], by, int(n))
+        frame = pd.DataFrame(rows)
+        for k in ("pi_SFT", "pi_theta", "pi*"):  # 3 significant digits: 2e-05 is not 0.000
+            frame[k] = [f"{p:.3g}" for p in frame[k]]
         col.markdown(f"**{title}**")
-        col.dataframe(pd.DataFrame(rows), hide_index=True, key=f"rlhf:comp:{by}",
-                      column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                     for k in ("pi_SFT", "pi_theta", "pi*", "reward r")})  # fmt: skip
+        col.dataframe(frame, hide_index=True, key=f"rlhf:comp:{by}",
+                      column_config={"reward r": st.column_config.NumberColumn(format="%.3f")})  # fmt: skip
 
 
 def launch_methods(
