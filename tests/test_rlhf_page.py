@@ -61,3 +61,20 @@ def test_bad_setting_is_one_message():
     at.number_input(key="rlhf:beta").set_value(0.0).run()
     assert not at.exception
     assert any("beta: 0.0 is out of range" in e.value for e in at.error)
+
+
+def test_gym_pages_ignore_rlhf_runs():
+    """An RLHF run (no Gymnasium env) active or stored must not break Train or Compare."""
+    from pglab import ui
+
+    AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    registry = ui.get_registry()
+    run_id = registry.launch("rlhf", {"total_steps": 10_000_000}, seed=0)
+    try:
+        for page in ("train.py", "compare.py", "runs.py"):
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+            at.switch_page(f"pages/{page}").run()
+            assert not at.exception, (page, [e.message for e in at.exception])
+    finally:
+        registry.stop(run_id)
+        registry.clear()
