@@ -37,7 +37,7 @@ with st.expander("Launch the variance-reduction ladder in one click", icon=":mat
         except ValueError as exc:
             st.error(str(exc))
 
-records = registry.store.list_runs()
+records = [r for r in registry.store.list_runs() if r.algo != "rlhf"]  # RLHF Lab has its page
 if not records:
     st.info("No runs in the store yet: train some on the **Train** page or launch the ladder.")
     st.stop()

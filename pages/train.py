@@ -70,7 +70,9 @@ if launch:
         st.error(str(exc))
 
 st.subheader("Live")
-watched = st.session_state.get("train:runs") or registry.active_ids()
+watched = st.session_state.get("train:runs") or [
+    i for i in registry.active_ids() if getattr(ui.safe_record(registry, i), "algo", "") != "rlhf"
+]  # RLHF runs have no Gymnasium env: the RLHF Lab page shows them
 frozen = st.toggle(
     "Pause live updates",
     key="train:frozen",

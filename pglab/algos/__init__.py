@@ -15,7 +15,9 @@ _TRAINERS = {
     "ppo": "pglab.algos.ppo:PPO",
     "trpo": "pglab.algos.trpo:TRPO",
 }
-ALGO_NAMES = tuple(_TRAINERS)
+ALGO_NAMES = tuple(_TRAINERS)  # the Gymnasium algorithms (Train page, `train --algo`)
+# Trainers with a page and a command of their own, launched through the same engine.
+_TRAINERS["rlhf"] = "pglab.rlhf.trainer:RLHFTrainer"  # RLHF Lab, `python -m pglab rlhf`
 
 __all__ = [
     "ALGO_NAMES",

@@ -9,6 +9,7 @@ BENCHES = {
     "training": "pglab.benchmarks.training",  # PPO zoo CartPole vs SB3, grad-diagnostic cost, targets
     "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
     "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
-    "ui": "pglab.benchmarks.ui",
-    "cuda": "pglab.benchmarks.cuda",  # every algorithm on cuda vs cpu; PPO at 8/64/1024 envs  # Compare rerun, live fragment rerun, SPS with the page open
+    "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+    "rlhf": "pglab.benchmarks.rlhf",  # RLHF Lab: time/samples to KL(pi||pi*) <= 0.05, win rates
+    "cuda": "pglab.benchmarks.cuda",  # every algorithm on cuda vs cpu; PPO at 8/64/1024 envs
 }

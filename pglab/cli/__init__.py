@@ -19,6 +19,7 @@ _MODULES = [
     "pglab.cli.runs",
     "pglab.cli.bench",
     "pglab.cli.compare",
+    "pglab.cli.rlhf",
 ]
 
 
