@@ -201,8 +201,16 @@ _HOW = {
 }
 
 
-def check_budget(algo: str, cfg: BaseConfig) -> Estimate:
-    """:func:`estimate`, raising ``ValueError`` (naming the field to change) over the budget."""
+def check_budget(algo: str, cfg: BaseConfig) -> Estimate | None:
+    """:func:`estimate`, raising ``ValueError`` (naming the field to change) over the budget.
+
+    Only the gym trainers (:data:`pglab.algos.ALGO_NAMES`) are estimated; ``None`` for the
+    others, whose size their own validation caps (the RLHF world's V^L <= 4,096 responses).
+    """
+    from pglab.algos import ALGO_NAMES
+
+    if algo not in ALGO_NAMES:
+        return None
     est = estimate(algo, cfg)
     budget, source = memory_budget_bytes()
     if est.memory <= budget:
