@@ -18,9 +18,10 @@ gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the 
 
 Two policy objectives (``variant``):
   - "clip":       L = -E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]          (PPO-Clip, eq. 7)
-  - "kl_penalty": L = -E[r_t A_t] + beta * KL(pi_old || pi_theta), with beta doubled when the
-                  measured KL exceeds 1.5 x kl_target and halved below kl_target / 1.5
-                  (PPO-Penalty, section 4).
+  - "kl_penalty": L = -E[r_t A_t] + beta * KL(pi_old || pi_theta), with beta doubled when
+                  d = KL(pi_old || pi_new), measured on the whole batch after the epochs (k3
+                  estimate), exceeds 1.5 x kl_target and halved below kl_target / 1.5
+                  (PPO-Penalty, section 4); that d is the update's ``diag/approx_kl``.
 """
 
 from __future__ import annotations
@@ -312,6 +313,21 @@ class PPO(Trainer):
         loss.backward()
         return pg_loss.item(), v_loss.item(), entropy.item(), log_ratio.detach()
 
+    def batch_kl(
+        self, b_obs: Tensor, b_actions: Tensor, b_old_log_probs: Tensor
+    ) -> tuple[float, float]:
+        """(k1, k3) estimates of KL(pi_old || pi_theta) over the whole batch ``[B]`` at the
+        current parameters (:func:`pglab.diagnostics.approx_kl`; samples drawn from pi_old)."""
+        with torch.no_grad():
+            if self.backprop is not None:
+                log_prob, _, _ = self.backprop.forward(b_obs, b_actions.numpy())
+                log_ratio = torch.from_numpy(log_prob) - b_old_log_probs
+            else:
+                log_prob, _ = self.log_prob_entropy(b_obs, b_actions, False)
+                log_ratio = log_prob - b_old_log_probs
+            k1, k3 = approx_kl(log_ratio.double())
+        return float(k1), float(k3)
+
     def _update(self) -> dict[str, float]:
         cfg = self.config
         assert self.value is not None
@@ -391,6 +407,11 @@ class PPO(Trainer):
                 if cfg.target_kl is not None and k3 > cfg.target_kl:
                     break
 
+        if cfg.variant == "kl_penalty":
+            # The paper's d: KL(pi_old || pi_new) on the whole batch after the epochs, not the
+            # minibatch KLs measured before each step (which read 0 on a one-step update).
+            k1, k3 = self.batch_kl(b_obs, b_actions, b_old_log_probs)
+
         # 5. report
         pg_loss_mean, v_loss_mean, entropy_mean, grad_norm_mean = (
             math.fsum(column) / len(step_stats) for column in zip(*step_stats, strict=True)
@@ -416,5 +437,6 @@ class PPO(Trainer):
             metrics["opt/clip_coef"] = clip_coef
         else:
             metrics["opt/kl_beta"] = self.kl_beta  # the beta this update used
+            # diag/approx_kl here is the post-update batch KL the rule adapts from.
             self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
         return metrics
