@@ -50,6 +50,7 @@ from pglab.envs import SHORT_CORRIDOR_ID, check_env_id, env_info, make_vec
 from pglab.estimators import (
     constant_baseline,
     episode_reward_to_go,
+    episode_scores,
     gae,
     loo_baseline,
     min_variance_baseline,
@@ -64,10 +65,15 @@ from pglab.rollout import to_env_action
 
 ESTIMATORS: dict[str, str] = {
     "total": "R(tau) on every step: the whole episode's discounted return (REINFORCE)",
+    "total_loo": "R(tau) - b_i, b_i = mean return of the other episodes (unbiased)",
+    "total_minvar": "R(tau) - b_i, b_i = E[|z|^2 R]/E[|z|^2] over the other episodes, "
+    "z = sum_t grad log pi (variance-optimal constant, unbiased)",
     "rtg": "gamma^t G_t: discounted reward-to-go",
-    "rtg_const": "gamma^t (G_t - b), b = batch mean of the episodes' returns (bias -1/m)",
-    "rtg_time": "gamma^t (G_t - b_t), b_t = batch mean of G_t at step t (bias -1/m)",
-    "rtg_minvar": "gamma^t (G_t - b*), b* = returns weighted by |grad log p(tau)|^2",
+    "rtg_const": "gamma^t (G_t - b), b = batch mean of the episodes' returns "
+    "(bias -E[z G_0]/m, = -grad J/m at gamma=1)",
+    "rtg_time": "gamma^t (G_t - b_t), b_t = batch mean of G_t at step t (bias -grad J/m)",
+    "rtg_minvar": "gamma^t (G_t - b_i), b_i = E[y.z]/E[z.z] over the other episodes "
+    "(variance-optimal constant, unbiased)",
     "rtg_loo": "gamma^t (G_t - b_i), b_i = mean return of the other episodes (RLOO)",
     "rtg_value": "gamma^t (G_t - V(s_t)): state-value baseline",
     "td0": "gamma^t (r_t + gamma V(s_{t+1}) - V(s_t)): TD(0) advantage",
@@ -326,16 +332,30 @@ def estimator_weights(
     next_values: Tensor | None = None,
     gae_lambda: float = 0.95,
     n_step: int = 5,
-    score_sq_norms: Tensor | None = None,
+    scores: Tensor | None = None,
 ) -> Tensor:
-    """Psi_t ``[L, m]`` of estimator ``name`` on an episode batch (zero on padding)."""
+    """Psi_t ``[L, m]`` of estimator ``name`` on an episode batch (zero on padding).
+
+    ``scores`` ``[B, P]``: the per-step scores of the batch's real steps in ``mask`` order
+    (:func:`step_scores`), needed by ``rtg_minvar`` and ``total_minvar``.
+    """
     mask = batch.mask
     maskf = mask.float()
     r = batch.rewards
     L = r.shape[0]
     disc = (gamma ** torch.arange(L, dtype=torch.float64)).float().unsqueeze(1)
-    if name == "total":
-        return total_return(r, mask, gamma)
+    if name.startswith("total"):
+        R = total_return(r, mask, gamma)
+        if name == "total_loo":
+            R = (R - loo_baseline(R, mask)) * maskf
+        elif name == "total_minvar":
+            assert scores is not None
+            _, _, seg = batch.flat()
+            ones = torch.ones(seg.shape[0])
+            z = episode_scores(scores, ones, seg, batch.m)  # sum_t s_t
+            y = z * R[0].unsqueeze(1)
+            R = (R - min_variance_baseline(y, z)) * maskf
+        return R
     G = episode_reward_to_go(r, mask, gamma)
     if name == "rtg":
         psi = G
@@ -344,8 +364,12 @@ def estimator_weights(
     elif name == "rtg_time":
         psi = G - time_baseline(G, mask)
     elif name == "rtg_minvar":
-        assert score_sq_norms is not None
-        psi = G - min_variance_baseline(G, mask, score_sq_norms)
+        assert scores is not None
+        _, _, seg = batch.flat()
+        d = disc.expand_as(G)[mask]
+        y = episode_scores(scores, d * G[mask], seg, batch.m)  # sum_t gamma^t s_t G_t
+        z = episode_scores(scores, d, seg, batch.m)  # sum_t gamma^t s_t
+        psi = G - min_variance_baseline(y, z)
     elif name == "rtg_loo":
         psi = G - loo_baseline(G, mask)
     elif name in _NEEDS_VALUE:
@@ -674,15 +698,11 @@ def _run(
                 # One vectorised pass: the per-step scores grad log pi(a_t|s_t) [B, P]. Every
                 # estimator is linear in them, g = (1/m) sum_t Psi_t score_t.
                 t0 = time.perf_counter()
-                scores, seg = step_scores(policy, b)
+                scores, _ = step_scores(policy, b)
                 scores_s += time.perf_counter() - t0
                 values = next_values = None
                 if needs_value:
                     values, next_values = batch_values(b, fitted, V_exact)
-                score_sq = None
-                if any(s.name == "rtg_minvar" for s in specs):
-                    per_episode = torch.zeros(b.m, scores.shape[1]).index_add_(0, seg, scores)
-                    score_sq = per_episode.pow(2).sum(1)
                 for s in specs:
                     t0 = time.perf_counter()
                     w = estimator_weights(
@@ -693,7 +713,7 @@ def _run(
                         next_values=next_values,
                         gae_lambda=s.gae_lambda,
                         n_step=s.n_step,
-                        score_sq_norms=score_sq,
+                        scores=scores,
                     )
                     per_est[s.label].append(w[b.mask] @ scores / b.m)
                     wall[s.label] += time.perf_counter() - t0
