@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from pglab.cli import main
-from pglab.gradlab import ESTIMATORS, bias_ci, run_gradlab, sweep_batch_size, sweep_lambda
+from pglab.gradlab import (
+    ESTIMATORS,
+    bias_ci,
+    run_gradlab,
+    signed_bias_ci,
+    sweep_batch_size,
+    sweep_lambda,
+)
 
 CORRIDOR = "pglab/ShortCorridor-v0"
 
@@ -197,3 +204,23 @@ def test_rtg_minvar_in_the_lab_is_unbiased_and_below_the_old_formula():
     assert res.stats["rtg_minvar"].variance < 0.75 * 98.8
     assert res.stats["rtg_minvar"].variance < 0.6 * res.stats["rtg"].variance
     assert _max_z(res.stats["rtg_minvar"].batch_estimates, res.exact_grad) < 4.0
+
+
+def test_signed_bias_along_the_target_by_hand_and_by_sampling():
+    target = torch.tensor([3.0, 4.0])  # |g| = 5
+    est = torch.tensor([[2.7, 3.6], [2.7, 3.6]])  # 0.9 g, no spread
+    beta, (lo, hi) = signed_bias_ci(est, target)
+    assert beta == pytest.approx(-0.1) and lo == pytest.approx(-0.1) and hi == pytest.approx(-0.1)
+    perp = torch.tensor([[3.0 + 4.0, 4.0 - 3.0], [3.0 - 4.0, 4.0 + 3.0]])  # +-(4, -3): orthogonal
+    assert signed_bias_ci(perp, target)[0] == pytest.approx(0.0, abs=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    noisy = 0.9 * target + 0.5 * torch.randn(400, 2, generator=gen)
+    beta, (lo, hi) = signed_bias_ci(noisy, target)
+    assert lo < -0.1 < hi and hi < 0.0  # the 10% shortfall is resolved
+    beta, (lo, hi) = signed_bias_ci(target + 0.5 * torch.randn(400, 2, generator=gen), target)
+    assert lo < 0.0 < hi
+    # JSON and table carry it
+    res = run_gradlab(CORRIDOR, episodes=4, batches=6, seed=0, estimators="rtg_const")
+    row = res.table().iloc[0]
+    assert row["along_lo"] <= row["bias_along"] <= row["along_hi"]
+    assert len(res.to_json()["estimators"]["rtg_const"]["bias_along_ci95"]) == 2

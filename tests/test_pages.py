@@ -182,6 +182,8 @@ def test_runs_page_lists_and_deletes_with_confirmation():
 
 def test_gradient_lab_measures_estimators_on_the_short_corridor():
     at = open_page("gradient_lab.py")
+    assert at.selectbox(key="gl:env").value == "FrozenLake-v1"  # cosines differ there
+    at.selectbox(key="gl:env").set_value("pglab/ShortCorridor-v0").run()
     at.multiselect(key="gl:est").set_value(["total", "rtg", "rtg_const"])
     at.number_input(key="gl:m").set_value(8)
     at.number_input(key="gl:k").set_value(4)
@@ -189,8 +191,21 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
     at.button(key="gl:go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     titles = set(charts(at))
-    assert {"Cosine similarity of the mean estimates", "Relative bias |E ĝ − g| / |g|"} <= titles
+    assert {
+        "Cosine similarity of the mean estimates",
+        "Signed bias along g: (E ĝ − g)·g / |g|²",
+        "Bias norm |E ĝ − g| / |g|",
+    } <= titles
     corridor = next(s for t, s in charts(at).items() if t.startswith("Short corridor"))
     marker = next(t for t in corridor["data"] if t.get("name") == "current policy")
     assert _array(marker["x"])[0] == pytest.approx(0.8)
     assert list(at.dataframe[0].value["estimator"]) == ["total", "rtg", "rtg_const"]
+    # both sweeps stay on the page; the batch sweep has a log m axis and 1/m reference lines
+    at.button(key="gl:sweep_m").click().run()
+    at.button(key="gl:sweep_l").click().run()
+    assert not at.exception
+    figs = charts(at)
+    batch = next(f for t, f in figs.items() if t.startswith("Variance vs batch size"))
+    assert batch["layout"]["xaxis"]["type"] == "log"
+    assert any(str(t.get("name", "")).endswith(": 1/m") for t in batch["data"])
+    assert "GAE: signed bias along g against λ" in figs

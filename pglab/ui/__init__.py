@@ -48,6 +48,7 @@ from pglab.ui.common import (  # noqa: F401
 )
 from pglab.ui.compare import _stored_frame, group_key, run_frames  # noqa: F401
 from pglab.ui.gradlab import (  # noqa: F401
+    bias_bars,
     estimator_bars,
     gradlab_policy,
     gradlab_run,
