@@ -360,3 +360,21 @@ def test_kl_penalty_adapts_beta_from_the_post_update_batch_kl(fast: bool) -> Non
         assert nxt == adapt_kl_beta(beta, kl, cfg.kl_target)
     assert betas != [1.0, 0.5, 0.25, 0.125]  # the old rule's halving on a KL of 0
     tr.close()
+
+
+def test_norm_adv_scope_minibatch_is_sb3s_and_equals_batch_on_one_minibatch() -> None:
+    whole = {**TINY, "batch_size": 32, "total_steps": 32}
+    rows = {}
+    for scope in ("batch", "minibatch"):
+        cfg = PPOConfig(**whole, norm_adv_scope=scope, grad_diagnostics=False)
+        rows[scope] = PPO(cfg, seed=4).update()
+    for key in ("loss/policy", "loss/value", "diag/approx_kl"):
+        assert rows["batch"][key] == pytest.approx(rows["minibatch"][key], rel=1e-5), key
+    small = {**TINY, "total_steps": 32, "batch_size": 4}  # 8 minibatches of 4
+    a, b = (
+        PPO(PPOConfig(**small, norm_adv_scope=s, grad_diagnostics=False), seed=4).update()
+        for s in ("batch", "minibatch")
+    )
+    assert a["loss/policy"] != pytest.approx(b["loss/policy"], rel=1e-6)
+    with pytest.raises(ValueError, match="norm_adv_scope"):
+        PPOConfig(norm_adv_scope="episode")

@@ -11,6 +11,11 @@ One update, in the order of the paper's Algorithm 1 (and of CleanRL's ``ppo.py``
                  (global gradient clipping; optional early stop when KL > target_kl)
     5. report    losses, entropy, KL (k1, k3), clip fraction, explained variance, ...
 
+Where these definitions differ from SB3's and CleanRL's (clip fraction of the last epoch,
+advantage normalisation scope, target-KL timing, the value loss without CleanRL's 0.5), see
+the module docstring of :mod:`pglab.metrics`; ``norm_adv_scope="minibatch"`` is their
+normalisation.
+
 On CPU the gradient of step 4 is written out by hand (:mod:`pglab.backprop`, with the loss
 gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the same numbers
 (tests/test_backprop.py) in about a fifth of the time for nets this small;
@@ -107,6 +112,12 @@ class PPOConfig(BaseConfig):
         True,
         "Normalise advantages to mean 0, std 1 over the batch (scale-free step size; "
         "https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/).",
+    )
+    norm_adv_scope: str = param(
+        "batch",
+        "Where norm_adv takes the mean and std: the whole rollout, or each minibatch as SB3 "
+        "and CleanRL do (the same when one minibatch is the whole batch).",
+        choices=("batch", "minibatch"),
     )
     target_kl: float | None = param(
         None,
@@ -351,7 +362,8 @@ class PPO(Trainer):
         b_advantages = advantages.flatten()
         b_returns = returns.flatten()
         b_values = values.flatten()
-        if cfg.norm_adv:
+        mb_norm = cfg.norm_adv and cfg.norm_adv_scope == "minibatch"
+        if cfg.norm_adv and not mb_norm:
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
         metrics: dict[str, float] = {}
@@ -385,6 +397,9 @@ class PPO(Trainer):
                 else:
                     idx = perm[start : start + cfg.batch_size]
                     mb = tuple(t[idx] for t in b_tensors)
+                if mb_norm and mb[3].numel() > 1:  # SB3/CleanRL: normalise each minibatch
+                    mb_adv = (mb[3] - mb[3].mean()) / (mb[3].std() + 1e-8)
+                    mb = (*mb[:3], mb_adv, *mb[4:])
                 pg_loss, v_loss, entropy, log_ratio = self.loss_and_grad(*mb, clip_coef)
                 grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
                 # One check a step: a non-finite loss makes a non-finite gradient too.
