@@ -1,4 +1,4 @@
-"""Adam on one flat parameter buffer, in six in-place tensor ops.
+"""Adam on one flat parameter buffer, in six in-place tensor ops; plain SGD beside it.
 
 PPO's zoo CartPole preset takes 20 Adam steps on ~9,000 parameters every update. For a
 tensor that small, ``torch.optim.Adam.step()`` spends most of its time in Python around the
@@ -62,3 +62,29 @@ class FlatAdam:
         bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**self.steps)
         denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
         self.param.addcdiv_(self.exp_avg, denom, value=-self.lr / bias_correction1)
+
+
+class FlatSGD:
+    """Plain stochastic gradient descent, the books' update, over one flat parameter ``[P]``:
+
+        theta_t = theta_{t-1} - lr * g_t
+
+    (Sutton & Barto 2018, eq. 13.8, is its ascent form on -L). Same interface as
+    :class:`FlatAdam` (``param.grad`` is the gradient; ``lr`` may change between steps).
+    """
+
+    def __init__(self, param: Tensor, lr: float):
+        if param.dim() != 1:
+            raise ValueError(f"FlatSGD: needs one flat parameter, got shape {tuple(param.shape)}")
+        if not lr > 0.0:
+            raise ValueError(f"lr: {lr} is not allowed (> 0)")
+        self.param = param
+        self.lr = lr
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = self.param.grad
+        assert grad is not None, "FlatSGD.step() before any gradient"
+        self.steps += 1
+        self.param.add_(grad, alpha=-self.lr)

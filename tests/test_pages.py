@@ -209,3 +209,21 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
     assert batch["layout"]["xaxis"]["type"] == "log"
     assert any(str(t.get("name", "")).endswith(": 1/m") for t in batch["data"])
     assert "GAE: signed bias along g against λ" in figs
+
+
+def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
+    at = open_page("reproduce.py")
+    assert at.info  # nothing run yet
+    at.selectbox(key="rep:name").set_value("sb-fig13.2")
+    at.number_input(key="rep:runs").set_value(5)
+    at.button(key="rep:go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    verdict = [m.value for m in (*at.success, *at.warning)]
+    assert verdict and "published result" in verdict[0]
+    fig = next(f for t, f in charts(at).items() if t.startswith("Sutton & Barto Figure 13.2"))
+    shapes = fig["layout"].get("shapes", [])
+    assert any(s.get("y0") == -11.6 for s in shapes)  # v* marked
+    assert {t["name"] for t in fig["data"]} >= {
+        "REINFORCE alpha=2^-13",
+        "with baseline alpha_theta=2^-9 alpha_w=2^-6",
+    }
