@@ -3,7 +3,16 @@
 import streamlit as st
 
 from pglab import ui
-from pglab.reproduce import EXPERIMENTS, V_STAR, moving_average, reproduce_to_store, smooth_window
+from pglab.reproduce import (
+    DEFAULT_RUNS,
+    EXPERIMENTS,
+    PROGRESS_TOTAL,
+    TRAINED,
+    V_STAR,
+    moving_average,
+    reproduce_to_store,
+    smooth_window,
+)
 
 ui.require_router()
 
@@ -19,23 +28,37 @@ c1, c2, c3 = st.columns([3, 1, 1])
 name = c1.selectbox(
     "Experiment", list(EXPERIMENTS), format_func=lambda n: EXPERIMENTS[n][0], key="rep:name"
 )
-runs = int(c2.number_input("Runs", min_value=1, max_value=1000, value=100, step=10, key="rep:runs"))
+trained = name in TRAINED
+runs = int(
+    c2.number_input(
+        "Seeds per setting" if trained else "Runs",
+        min_value=1,
+        max_value=1000,
+        value=DEFAULT_RUNS[name],
+        key=f"rep:runs:{name}",
+    )
+)
 seed = int(c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="rep:seed"))
 
 if st.button("Reproduce", type="primary", icon=":material/replay:", key="rep:go"):
+    total = PROGRESS_TOTAL[name] * (runs if trained else 1)
+    unit = "runs trained" if trained else "episode"
     bar = st.progress(0.0, text="Running...")
     rep, ids = reproduce_to_store(
         name,
         registry.store,
         runs,
         seed,
-        progress=lambda ep: bar.progress(ep / 1000, text=f"episode {ep} of 1000"),
+        progress=lambda n: bar.progress(min(n / total, 1.0), text=f"{unit} {n} of {total}"),
     )
     bar.empty()
     st.session_state["rep:last"] = (name, runs, seed, rep, ids)
 last = st.session_state.get("rep:last")
 if last is None or last[:3] != (name, runs, seed):
-    st.info("Choose an experiment and press **Reproduce** (100 runs take a few seconds).")
+    st.info(
+        "Choose an experiment and press **Reproduce**. The corridor figures take seconds; "
+        "the CartPole experiments train PPO once per setting and seed (minutes)."
+    )
     st.stop()
 _, _, _, rep, ids = last
 
@@ -61,13 +84,18 @@ for i, (label, curve) in enumerate(rep.curves.items()):
     traces.append({"x": x, "y": smooth, "name": label, "color": color})
 fig = ui.line_figure(
     traces,
-    title=f"{rep.title}: total reward per episode, mean over {rep.runs} runs",
-    x_title="episode",
-    y_title="total reward on episode",
+    title=(
+        f"{rep.title}: mean episode return per update, mean over {rep.runs} seeds"
+        if trained
+        else f"{rep.title}: total reward per episode, mean over {rep.runs} runs"
+    ),
+    x_title="update" if trained else "episode",
+    y_title="mean episode return" if trained else "total reward on episode",
     height=420,
 )
-fig.add_hline(y=V_STAR, line_dash="dot", annotation_text="v*(s0) = -11.6 (published)")
-fig.update_yaxes(range=[-90, -10])
+if not trained:
+    fig.add_hline(y=V_STAR, line_dash="dot", annotation_text="v*(s0) = -11.6 (published)")
+    fig.update_yaxes(range=[-90, -10])
 ui.show_chart(fig, "rep:curves")
 st.dataframe(
     [{"figure": key, "value": round(v, 3)} for key, v in rep.figures.items()],
@@ -75,3 +103,8 @@ st.dataframe(
     key="rep:figures",
 )
 st.caption(f"Criterion: {rep.criterion}.")
+st.dataframe(
+    [{"published / exact reference": key, "value": v} for key, v in rep.references.items()],
+    hide_index=True,
+    key="rep:refs",
+)

@@ -9,6 +9,11 @@ Experiments (:data:`EXPERIMENTS`; ``python -m pglab reproduce --list``):
   runs, the optimum v*(s0) = -11.6 as a line.
 - ``sb-fig13.2``: Figure 13.2. REINFORCE with alpha = 2^-13 against REINFORCE with a learned
   state-value baseline (section 13.4), alpha_theta = 2^-9, alpha_w = 2^-6.
+- ``ppo-table1``: Schulman et al. (2017), Table 1 in miniature on CartPole-v1: no clipping or
+  penalty, clip eps 0.1 / 0.2 / 0.3, adaptive KL d_targ 0.003 / 0.01 / 0.03, fixed beta 1;
+  PPO's trainer in the run engine, one run per setting and seed.
+- ``gae-sweep``: Schulman et al. (2016), the gamma x lambda sweep (their Figure 2, cart-pole)
+  in miniature on CartPole-v1 with PPO: the best lambda lies strictly between 0 and 1.
 
 The policy is the book's linear softmax over action preferences h(s, a, theta) = theta . x(s, a)
 with x(s, right) = (1, 0), x(s, left) = (0, 1) (every state looks the same), so
@@ -307,19 +312,193 @@ def fig13_2(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) 
     )
 
 
+# -- experiments that train the lab's own algorithms in the run engine ----------------------------
+
+CARTPOLE_RANDOM = 22.0  # mean return of the uniform random policy on CartPole-v1
+GAE_GAMMAS = (0.98, 0.99)
+GAE_LAMBDAS = (0.0, 0.5, 0.8, 0.95, 1.0)
+
+
+def _train_settings(
+    name: str,
+    settings: list[tuple[str, dict[str, Any]]],
+    seeds: int,
+    total_steps: int,
+    store: Any,
+    launch: str,
+    progress: Callable[[int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> tuple[dict[str, list[float]], dict[str, float], int]:
+    """Train PPO on CartPole-v1 for every (label, settings) and seed 0..seeds-1 through
+    :func:`pglab.engine.run_foreground` (stored as runs of ``launch``). A run's score is the
+    mean of ``rollout/ep_return_mean`` over its updates (the area under its learning curve,
+    which rewards fast and stable learning). Returns (mean curve per label, mean score per
+    label, runs done)."""
+    from pglab.engine import run_foreground
+
+    curves: dict[str, list[float]] = {}
+    scores: dict[str, float] = {}
+    done = 0
+    for label, extra in settings:
+        per_seed, run_curves = [], []
+        for seed in range(seeds):
+            if should_stop is not None and should_stop():
+                return curves, scores, done
+            rec = run_foreground(
+                "ppo",
+                {"env_id": "CartPole-v1", "total_steps": total_steps, **extra},
+                seed,
+                store=store,
+                name=f"{name} {label} s{seed}",
+                group=f"reproduce · {name} · {label}",
+                launch=launch,
+            )
+            df = store.metrics(rec.id)
+            col = df["rollout/ep_return_mean"].dropna() if "rollout/ep_return_mean" in df else []
+            per_seed.append(float(np.mean(col)) if len(col) else float("nan"))
+            run_curves.append(np.asarray(col, dtype=float))
+            done += 1
+            if progress is not None:
+                progress(done)
+        n = min(len(c) for c in run_curves)
+        curves[label] = np.mean([c[:n] for c in run_curves], axis=0).tolist()
+        scores[label] = float(np.nanmean(per_seed))
+    return curves, scores, done
+
+
+def ppo_table1(
+    runs: int = 3,
+    seed: int = 0,
+    total_steps: int = 30_000,
+    store: Any = None,
+    launch: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Reproduction:
+    """PPO paper Table 1 in miniature: surrogate objectives compared on CartPole-v1."""
+    del seed  # seeds are 0..runs-1
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("no clipping or penalty", {"variant": "kl_penalty", "kl_beta_init": 0.0,
+                                    "kl_adaptive": False}),
+        ("clip eps=0.1", {"variant": "clip", "clip_coef": 0.1}),
+        ("clip eps=0.2", {"variant": "clip", "clip_coef": 0.2}),
+        ("clip eps=0.3", {"variant": "clip", "clip_coef": 0.3}),
+        ("adaptive KL d_targ=0.003", {"variant": "kl_penalty", "kl_target": 0.003}),
+        ("adaptive KL d_targ=0.01", {"variant": "kl_penalty", "kl_target": 0.01}),
+        ("adaptive KL d_targ=0.03", {"variant": "kl_penalty", "kl_target": 0.03}),
+        ("fixed KL beta=1", {"variant": "kl_penalty", "kl_beta_init": 1.0, "kl_adaptive": False}),
+    ]  # fmt: skip
+    curves, scores, done = _train_settings(
+        "ppo-table1", settings, runs, total_steps, store, launch, progress, should_stop
+    )
+    best = max(scores.values()) if scores else float("nan")
+    norm = {k: (v - CARTPOLE_RANDOM) / (best - CARTPOLE_RANDOM) for k, v in scores.items()}
+    figs = {f"{k}: normalised score": v for k, v in norm.items()}
+    figs |= {f"{k}: mean return over training": v for k, v in scores.items()}
+    complete = done == len(settings) * runs
+    clip_best = max((norm[k] for k in norm if k.startswith("clip")), default=float("nan"))
+    matches = complete and norm["no clipping or penalty"] == min(norm.values()) and clip_best >= 0.9
+    return Reproduction(
+        experiment="ppo-table1",
+        title="PPO paper Table 1 in miniature (CartPole-v1)",
+        runs=runs,
+        seeds=f"trainer seeds 0..{runs - 1} for every setting",
+        budget=f"{total_steps} env steps per run, PPO defaults otherwise (8 envs x 128 steps, "
+        "10 epochs, minibatch 256, Adam 3e-4)",
+        criterion=(
+            "as in the paper, no clipping or penalty scores lowest of all settings, and a "
+            "clipped setting scores within 0.1 of the best (normalised score: 0 = random "
+            "policy, 1 = best setting; score = mean episode return over training)"
+        ),
+        matches=bool(matches),
+        figures=figs,
+        curves=curves,
+        references={  # the paper's normalised scores (Table 1, MuJoCo, 1M steps)
+            "paper: no clipping or penalty": -0.39,
+            "paper: clip eps=0.1": 0.76,
+            "paper: clip eps=0.2": 0.82,
+            "paper: clip eps=0.3": 0.70,
+            "paper: adaptive KL d_targ=0.003": 0.68,
+            "paper: adaptive KL d_targ=0.01": 0.74,
+            "paper: adaptive KL d_targ=0.03": 0.71,
+            "paper: fixed KL beta=1": 0.71,
+        },
+        episodes_done=done,
+    )
+
+
+def gae_sweep(
+    runs: int = 2,
+    seed: int = 0,
+    total_steps: int = 30_000,
+    store: Any = None,
+    launch: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Reproduction:
+    """GAE paper's gamma x lambda sweep in miniature: PPO on CartPole-v1."""
+    del seed
+    gammas, lambdas = GAE_GAMMAS, GAE_LAMBDAS
+    settings = [
+        (f"gamma={g} lambda={lam}", {"gamma": g, "gae_lambda": lam})
+        for g in gammas
+        for lam in lambdas
+    ]
+    curves, scores, done = _train_settings(
+        "gae-sweep", settings, runs, total_steps, store, launch, progress, should_stop
+    )
+    figs = {f"{k}: mean return over training": v for k, v in scores.items()}
+    interior = []
+    for g in gammas:
+        row = {lam: scores.get(f"gamma={g} lambda={lam}", float("nan")) for lam in lambdas}
+        best = max(row, key=lambda lam: row[lam])
+        figs[f"gamma={g}: best lambda"] = best
+        # strictly better than both ends (a tie with lambda = 1 is no interior optimum)
+        interior.append(0.0 < best < 1.0 and row[best] > max(row[0.0], row[1.0]))
+    complete = done == len(settings) * runs
+    matches = complete and all(interior)
+    return Reproduction(
+        experiment="gae-sweep",
+        title="GAE paper gamma x lambda sweep in miniature (CartPole-v1, PPO)",
+        runs=runs,
+        seeds=f"trainer seeds 0..{runs - 1} for every (gamma, lambda)",
+        budget=f"{total_steps} env steps per run, PPO defaults otherwise",
+        criterion=(
+            "for every gamma the best lambda (highest mean episode return over training, mean "
+            "over seeds) lies strictly between 0 and 1 and beats both lambda = 0 and lambda = 1, "
+            "as in the paper's cart-pole sweep (best lambda 0.92-0.98)"
+        ),
+        matches=bool(matches),
+        figures=figs,
+        curves=curves,
+        references={"paper: best lambda, low": 0.92, "paper: best lambda, high": 0.98},
+        episodes_done=done,
+    )
+
+
+TRAINED = {"ppo-table1": ppo_table1, "gae-sweep": gae_sweep}
+DEFAULT_RUNS = {"sb-fig13.1": 100, "sb-fig13.2": 100, "ppo-table1": 3, "gae-sweep": 2}
+# what progress() counts, and its total at the default runs
+PROGRESS_TOTAL = {"sb-fig13.1": 1000, "sb-fig13.2": 1000, "ppo-table1": 8, "gae-sweep": 10}
+
 EXPERIMENTS: dict[str, tuple[str, Callable[..., Reproduction]]] = {
     "sb-fig13.1": (
         "Sutton & Barto Fig. 13.1: REINFORCE on the short corridor, 3 step sizes",
         fig13_1,
     ),
     "sb-fig13.2": ("Sutton & Barto Fig. 13.2: REINFORCE vs REINFORCE with baseline", fig13_2),
+    "ppo-table1": ("PPO paper Table 1 in miniature: surrogate objectives on CartPole", ppo_table1),
+    "gae-sweep": ("GAE paper: gamma x lambda sweep on CartPole (PPO)", gae_sweep),
 }
 
 
 def reproduce(name: str, runs: int | None = None, seed: int = 0, **hooks: Any) -> Reproduction:
-    """Run experiment ``name`` (see :data:`EXPERIMENTS`) with ``runs`` runs (default 100)."""
+    """Run the corridor experiment ``name`` (``sb-fig13.1``, ``sb-fig13.2``) with ``runs`` runs
+    (default 100), in memory. The trained experiments need a store: :func:`reproduce_to_store`."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: {name!r} is not one of {', '.join(EXPERIMENTS)}")
+    if name in TRAINED:
+        raise ValueError(f"experiment: {name!r} trains in the run engine (reproduce_to_store)")
     if runs is not None and (not isinstance(runs, int) or runs < 1):
         raise ValueError(f"runs: {runs!r} is not allowed (an integer >= 1)")
     fn = EXPERIMENTS[name][1]
@@ -347,15 +526,32 @@ def reproduce_to_store(
     launch: str | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    total_steps: int | None = None,
 ) -> tuple[Reproduction, list[str]]:
     """:func:`reproduce` with its curves recorded in ``store`` (a :class:`pglab.store.Store`):
     one run per curve, all under one launch id (:func:`pglab.store.new_launch_id` when not
     given), status running -> finished (stopped when ``should_stop`` ended it early), one
-    metric row per episode: ``rollout/ep_return_mean`` is the mean over the runs.
-    Returns the reproduction and the run ids."""
+    metric row per episode: ``rollout/ep_return_mean`` is the mean over the runs. The trained
+    experiments (``ppo-table1``, ``gae-sweep``) store every trainer run of the launch instead,
+    with ``runs`` seeds per setting and ``total_steps`` env steps per run (their defaults
+    when None). Returns the reproduction and the run ids."""
     from pglab.store import new_launch_id
 
     launch = launch or new_launch_id()
+    if name in TRAINED:
+        if runs is not None and (not isinstance(runs, int) or runs < 1):
+            raise ValueError(f"runs: {runs!r} is not allowed (an integer >= 1)")
+        kw: dict[str, Any] = {} if total_steps is None else {"total_steps": total_steps}
+        rep = TRAINED[name](
+            **({} if runs is None else {"runs": runs}),
+            store=store,
+            launch=launch,
+            progress=progress,
+            should_stop=should_stop,
+            **kw,
+        )
+        ids = [r.id for r in store.list_runs() if r.launch == launch]
+        return rep, ids
     rep = reproduce(name, runs, seed, progress=progress, should_stop=should_stop)
     ids = []
     episodes = 1000

@@ -60,3 +60,24 @@ def test_cli_list_json_and_store(capsys, tmp_path, monkeypatch):
     assert "name" in capsys.readouterr().err
     assert main(["reproduce", "sb-fig13.1", "--runs", "0"]) == 2
     assert "runs" in capsys.readouterr().err
+
+
+def test_trained_experiment_runs_in_the_engine_under_one_launch(tmp_path, monkeypatch):
+    from pglab import reproduce as R
+
+    monkeypatch.setattr(R, "GAE_GAMMAS", (0.99,))  # 3 of the sweep's 10 settings: test time
+    monkeypatch.setattr(R, "GAE_LAMBDAS", (0.0, 0.95, 1.0))
+    store = Store(tmp_path / "runs.sqlite")
+    rep, ids = R.reproduce_to_store("gae-sweep", store, runs=1, total_steps=512, launch="Ltest0001")
+    assert len(ids) == 3 and rep.episodes_done == 3
+    recs = [store.get_run(i) for i in ids]
+    assert all(r.launch == "Ltest0001" and r.algo == "ppo" and r.status == "finished" for r in recs)
+    assert {r.config["gae_lambda"] for r in recs} == {0.0, 0.95, 1.0}
+    assert isinstance(rep.matches, bool) and "gamma=0.99: best lambda" in rep.figures
+    # stop between runs: the experiment ends early and says it does not match
+    rep, ids = R.reproduce_to_store(
+        "ppo-table1", store, runs=1, total_steps=512, should_stop=lambda: True
+    )
+    assert ids == [] and rep.matches is False
+    with pytest.raises(ValueError, match="run engine"):
+        reproduce("ppo-table1")

@@ -131,6 +131,11 @@ class PPOConfig(BaseConfig):
     kl_beta_init: float = param(
         1.0, "PPO-Penalty: initial KL coefficient beta.", low=0.0, high=1000.0
     )
+    kl_adaptive: bool = param(
+        True,
+        "PPO-Penalty: adapt beta after each update (False: beta stays kl_beta_init, the "
+        "paper's fixed-KL rows of Table 1; with beta 0, the unclipped, unpenalised surrogate).",
+    )
     log_std_init: float = param(
         0.0,
         "Initial log standard deviation of the Gaussian policy (Box actions only).",
@@ -453,5 +458,6 @@ class PPO(Trainer):
         else:
             metrics["opt/kl_beta"] = self.kl_beta  # the beta this update used
             # diag/approx_kl here is the post-update batch KL the rule adapts from.
-            self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
+            if cfg.kl_adaptive:
+                self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
         return metrics

@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=None, help="independent runs (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="env steps per trainer run (ppo-table1, gae-sweep; default 30000)",
+    )
+    p.add_argument(
         "--no-store", action="store_true", help="do not record the curves in the run store"
     )
     p.add_argument("--json", action="store_true", help="end with one JSON line of the result")
@@ -38,22 +44,32 @@ def run(args: argparse.Namespace) -> int:
     if args.runs is not None and args.runs < 1:
         raise ValueError(f"runs: {args.runs} is not allowed (an integer >= 1)")
 
-    def progress(episode: int) -> None:
-        print(f"\r{args.name}: episode {episode}", end="", file=sys.stderr, flush=True)
+    from pglab.reproduce import TRAINED, reproduce, reproduce_to_store
+    from pglab.store import Store
 
-    if args.no_store:
-        from pglab.reproduce import reproduce
+    unit = "runs done" if args.name in TRAINED else "episode"
 
+    def progress(n: int) -> None:
+        print(f"\r{args.name}: {unit} {n}", end="", file=sys.stderr, flush=True)
+
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"steps: {args.steps} is not allowed (an integer >= 1)")
+    if args.no_store and args.name not in TRAINED:
         rep, ids = reproduce(args.name, args.runs, args.seed, progress=progress), []
     else:
-        from pglab.reproduce import reproduce_to_store
-        from pglab.store import Store
+        import tempfile
 
-        rep, ids = reproduce_to_store(args.name, Store(), args.runs, args.seed, progress=progress)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(f"{tmp}/runs.sqlite") if args.no_store else Store()
+            rep, ids = reproduce_to_store(
+                args.name, store, args.runs, args.seed, progress=progress, total_steps=args.steps
+            )
+            if args.no_store:
+                ids = []
     print(file=sys.stderr)
     print(f"{rep.title}: {rep.runs} runs, {rep.budget}; seeds {rep.seeds}")
     for key, value in rep.figures.items():
-        print(f"  {key}: {value:.3f}")
+        print(f"  {key}: {value:.4g}")
     for key, value in rep.references.items():
         print(f"  published/exact {key}: {value:.3f}")
     if ids:
