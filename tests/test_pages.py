@@ -214,7 +214,7 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
 def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
     at = open_page("reproduce.py")
     assert at.info  # nothing run yet
-    at.selectbox(key="rep:name").set_value("sb-fig13.2")
+    at.selectbox(key="rep:name").set_value("sb-fig13.2").run()
     at.number_input(key="rep:runs:sb-fig13.2").set_value(5)
     at.button(key="rep:go").click().run()
     assert not at.exception, [e.message for e in at.exception]
