@@ -15,8 +15,8 @@ Definitional choices, against Stable-Baselines3 (SB3) and CleanRL, where a user 
 numbers across libraries will see a difference:
 
 - ``diag/clip_fraction`` (PPO): the share over the LAST epoch's minibatches, each measured
-  with the ratio before that minibatch's step. SB3 and CleanRL average over ALL epochs' minibatches,
-  which reads lower (the first epoch's ratios are all 1 before its first step).
+  with the ratio before that minibatch's step. SB3 and CleanRL average over ALL epochs'
+  minibatches, which usually reads lower (the early minibatches have barely moved).
 - ``diag/approx_kl`` (PPO-Clip): the mean k3 over the last epoch's minibatches, each before
   its step (as SB3 logs it; CleanRL logs the last minibatch's). PPO-Penalty reports the KL
   its beta rule reads: KL(pi_old || pi_new) over the whole batch AFTER the epochs.
