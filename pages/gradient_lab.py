@@ -74,10 +74,19 @@ batches = e3.number_input(
 )
 lam = e4.number_input("GAE Î»", value=0.95, step=0.05, key="gl:lam", format="%g")
 n_step = e5.number_input("n (n-step)", value=5, step=1, key="gl:n")
+value = st.radio(
+    "Critic V(s) of the advantage estimators",
+    ["auto", "exact", "fitted"],
+    horizontal=True,
+    key="gl:value",
+    help="auto: exact on FrozenLake and the corridor (all advantages unbiased), else a value "
+    "net fitted on separate episodes; 'fitted' on a finite MDP shows the bias a wrong critic "
+    "gives TD(0), n-step and GAE.",
+)
 args = (store_path, env_id, run_id, p_right, int(episodes), int(batches), 0, tuple(picked))
 
 if st.button("Measure", type="primary", icon=":material/science:", key="gl:go"):
-    st.session_state["gl:args"] = (*args, float(lam), int(n_step))
+    st.session_state["gl:args"] = (*args, float(lam), int(n_step), value)
 if st.session_state.get("gl:args") is None:
     st.info("Choose a policy and estimators, then press **Measure**.")
     st.stop()
@@ -166,11 +175,11 @@ with st.expander("Variance against batch size, and bias & variance against GAE Î
     s1, s2 = st.columns(2)
     # Each sweep's result stays in the session until its inputs change: one never hides the other.
     if s1.button("Sweep batch size", key="gl:sweep_m"):
-        st.session_state["gl:sweep:batch"] = args
+        st.session_state["gl:sweep:batch"] = (*args, value)
     if s2.button("Sweep GAE Î»", key="gl:sweep_l"):
-        st.session_state["gl:sweep:lambda"] = args
-    if st.session_state.get("gl:sweep:batch") == args:
-        df = ui.gradlab_sweep("batch", *args)
+        st.session_state["gl:sweep:lambda"] = (*args, value)
+    if st.session_state.get("gl:sweep:batch") == (*args, value):
+        df = ui.gradlab_sweep("batch", *args, value)
         ui.show_chart(
             ui.sweep_figure(
                 df,
@@ -183,8 +192,8 @@ with st.expander("Variance against batch size, and bias & variance against GAE Î
             ),
             "gl:sweep_m_fig",
         )
-    if st.session_state.get("gl:sweep:lambda") == args:
-        df = ui.gradlab_sweep("lambda", *args)
+    if st.session_state.get("gl:sweep:lambda") == (*args, value):
+        df = ui.gradlab_sweep("lambda", *args, value)
         l1, l2 = st.columns(2)
         with l1:
             ui.show_chart(

@@ -224,3 +224,15 @@ def test_signed_bias_along_the_target_by_hand_and_by_sampling():
     row = res.table().iloc[0]
     assert row["along_lo"] <= row["bias_along"] <= row["along_hi"]
     assert len(res.to_json()["estimators"]["rtg_const"]["bias_along_ci95"]) == 2
+
+
+def test_td0_bias_of_a_fitted_critic_is_visible_along_the_gradient():
+    # a value net fitted on the corridor's observations (all 0) cannot tell the states apart:
+    # TD(0) with it is biased, and the signed bias resolves that with few batches
+    res = run_gradlab(
+        CORRIDOR, episodes=16, batches=30, seed=0, estimators="td0,rtg_loo", value="fitted"
+    )
+    lo, hi = res.stats["td0"].bias_along_ci95
+    assert lo > 0.3 and hi < 3.0, (lo, hi)
+    lo, hi = res.stats["rtg_loo"].bias_along_ci95
+    assert lo < 0.0 < hi  # unbiased: its interval covers 0

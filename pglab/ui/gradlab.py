@@ -60,8 +60,10 @@ def gradlab_run(
     estimators: tuple[str, ...],
     gae_lambda: float,
     n_step: int,
+    value: str = "auto",
 ) -> Any:
-    """:func:`pglab.gradlab.run_gradlab`, cached by its arguments (results are read-only)."""
+    """:func:`pglab.gradlab.run_gradlab`, cached by its arguments (results are read-only).
+    ``value``: the critic of the advantage estimators (auto, exact or fitted)."""
     from pglab.gradlab import run_gradlab
 
     cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
@@ -75,6 +77,7 @@ def gradlab_run(
         n_step=n_step,
         policy_config=cfg,
         policy_state=state,
+        value=value,
     )
 
 
@@ -89,12 +92,13 @@ def gradlab_sweep(
     batches: int,
     seed: int,
     estimators: tuple[str, ...],
+    value: str = "auto",
 ) -> pd.DataFrame:
     """Variance against batch size (``kind="batch"``) or GAE lambda (``kind="lambda"``)."""
     from pglab.gradlab import sweep_batch_size, sweep_lambda
 
     cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
-    common = {"policy_config": cfg, "policy_state": state}
+    common = {"policy_config": cfg, "policy_state": state, "value": value}
     if kind == "batch":
         sizes = sorted({max(2, episodes // 4), max(2, episodes // 2), episodes, episodes * 2})
         return sweep_batch_size(env_id, sizes, list(estimators), batches, seed, **common)
