@@ -9,6 +9,7 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/fitness_center:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/monitoring:"),
     st.Page("pages/gradient_lab.py", title="Gradient Lab", icon=":material/science:"),
+    st.Page("pages/reproduce.py", title="Reproduce", icon=":material/replay:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
     st.Page("pages/rlhf.py", title="RLHF Lab", icon=":material/thumbs_up_down:"),
 ]

@@ -26,7 +26,10 @@ store_path = str(registry.store.path)
 
 envs = available_envs()
 c1, c2, c3 = st.columns([1.3, 1.3, 1])
-env_id = c1.selectbox("Environment", envs, index=envs.index(SHORT_CORRIDOR_ID), key="gl:env")
+# FrozenLake by default: 64 policy directions, so the estimators' mean directions differ (the
+# corridor's policy has one free direction, and every cosine there is +-1).
+default_env = "FrozenLake-v1" if "FrozenLake-v1" in envs else SHORT_CORRIDOR_ID
+env_id = c1.selectbox("Environment", envs, index=envs.index(default_env), key="gl:env")
 ckpts = {
     r.id: r
     for r in registry.store.list_runs()
@@ -57,20 +60,37 @@ e1, e2, e3, e4, e5 = st.columns([3, 1, 1, 1, 1])
 picked = e1.multiselect(
     "Estimators",
     list(ESTIMATORS),
-    default=["total", "rtg", "rtg_const", "rtg_value", "gae"],
+    default=["total", "rtg", "rtg_const", "rtg_minvar", "rtg_value", "gae"],
     key="gl:est",
     help="\n\n".join(f"`{k}`: {v}" for k, v in ESTIMATORS.items()),
 )
 episodes = e2.number_input(
-    "Batch size m (episodes)", 2, MAX_EPISODES // 2, value=32, step=8, key="gl:m"
-)  # the batch-size sweep measures up to 2m
-batches = e3.number_input("Batches K", 1, MAX_BATCHES, value=10, step=5, key="gl:k")
+    "Batch size m (episodes)", 2, MAX_EPISODES // 2, value=16, step=8, key="gl:m"
+)
+batches = e3.number_input(
+    "Batches K",
+    1,
+    MAX_BATCHES,
+    value=100,
+    step=50,
+    key="gl:k",
+    help="The bias CIs shrink as 1/sqrt(K): a bias of -1/m needs K of several hundred.",
+)
 lam = e4.number_input("GAE λ", 0.0, 1.0, value=0.95, step=0.05, key="gl:lam", format="%g")
 n_step = e5.number_input("n (n-step)", 1, 1000, value=5, step=1, key="gl:n")
+value = st.radio(
+    "Critic V(s) of the advantage estimators",
+    ["auto", "exact", "fitted"],
+    horizontal=True,
+    key="gl:value",
+    help="auto: exact on FrozenLake and the corridor (all advantages unbiased), else a value "
+    "net fitted on separate episodes; 'fitted' on a finite MDP shows the bias a wrong critic "
+    "gives TD(0), n-step and GAE.",
+)
 args = (store_path, env_id, run_id, p_right, int(episodes), int(batches), 0, tuple(picked))
 
 if st.button("Measure", type="primary", icon=":material/science:", key="gl:go"):
-    st.session_state["gl:args"] = (*args, float(lam), int(n_step))
+    st.session_state["gl:args"] = (*args, float(lam), int(n_step), value)
 if st.session_state.get("gl:args") is None:
     st.info("Choose a policy and estimators, then press **Measure**.")
     st.stop()
@@ -90,6 +110,12 @@ st.caption(
     f"(mean length {result.mean_episode_length:.1f}), γ = {result.gamma:g}; bias measured "
     f"against {ref.get(result.reference_kind, 'nothing (no reference)')}. Error bars: 95% CIs."
 )
+if env_id == SHORT_CORRIDOR_ID:
+    st.caption(
+        "On the corridor every cosine is ±1: the policy has one free direction "
+        "(θ_right − θ_left; every state looks the same), so every estimate lies on one line. "
+        "Signed bias along g is the informative number here."
+    )
 b1, b2, b3 = st.columns(3)
 with b1:
     ui.show_chart(
@@ -102,12 +128,16 @@ with b2:
         "gl:snr",
     )
 with b3:
-    ui.show_chart(
-        ui.estimator_bars(
-            table, "rel_bias", "ci95_lo", "ci95_hi", "Relative bias |E ĝ − g| / |g|", False
-        ),
-        "gl:bias",
-    )
+    ui.show_chart(ui.bias_bars(table), "gl:bias")
+st.caption(
+    "Signed bias: the component of E ĝ − g along g, relative to |g| (−1/m for a batch-mean "
+    "baseline at γ = 1). Bias norm: |E ĝ − g| / |g| in all directions, debiased for the noise; "
+    "it needs many more batches than the signed component to rise above 0."
+)
+ui.show_chart(
+    ui.estimator_bars(table, "rel_bias", "ci95_lo", "ci95_hi", "Bias norm |E ĝ − g| / |g|", False),
+    "gl:bias_norm",
+)
 st.dataframe(
     table.drop(columns=["var_lo", "var_hi", "snr_lo", "snr_hi"]), hide_index=True, key="gl:table"
 )
@@ -147,32 +177,45 @@ with h2:
 
 with st.expander("Variance against batch size, and bias & variance against GAE λ"):
     s1, s2 = st.columns(2)
+    # Each sweep's result stays in the session until its inputs change: one never hides the other.
     if s1.button("Sweep batch size", key="gl:sweep_m"):
-        df = ui.gradlab_sweep("batch", *args)
+        st.session_state["gl:sweep:batch"] = (*args, value)
+    if s2.button("Sweep GAE λ", key="gl:sweep_l"):
+        st.session_state["gl:sweep:lambda"] = (*args, value)
+    if st.session_state.get("gl:sweep:batch") == (*args, value):
+        df = ui.gradlab_sweep("batch", *args, value)
         ui.show_chart(
             ui.sweep_figure(
                 df,
                 "batch_size",
                 "variance",
-                "Variance vs batch size m (falls as 1/m)",
-                "m (episodes)",
+                "Variance vs batch size m (dotted: the 1/m law through each first point)",
+                "m (episodes, log)",
                 True,
+                inverse_reference=True,
             ),
             "gl:sweep_m_fig",
         )
-    if s2.button("Sweep GAE λ", key="gl:sweep_l"):
-        df = ui.gradlab_sweep("lambda", *args)
-        traces = [
-            {"x": df["gae_lambda"], "y": df[col], "name": col, "color": ui.COLORS[k]}
-            for k, col in enumerate(("variance", "rel_bias"))
-        ]
-        ui.show_chart(
-            ui.line_figure(
-                traces,
-                title="GAE: bias and variance against λ",
-                x_title="λ",
-                log_y=True,
-                height=320,
-            ),
-            "gl:sweep_l_fig",
-        )
+    if st.session_state.get("gl:sweep:lambda") == (*args, value):
+        df = ui.gradlab_sweep("lambda", *args, value)
+        l1, l2 = st.columns(2)
+        with l1:
+            ui.show_chart(
+                ui.sweep_figure(
+                    df, "gae_lambda", "variance", "GAE: variance against λ", "λ", False
+                ),
+                "gl:sweep_l_var",
+            )
+        with l2:
+            ui.show_chart(
+                ui.sweep_figure(
+                    df,
+                    "gae_lambda",
+                    "bias_along",
+                    "GAE: signed bias along g against λ",
+                    "λ",
+                    False,
+                    log_y=False,
+                ),
+                "gl:sweep_l_bias",
+            )

@@ -143,6 +143,34 @@ def grad_moments(
     return {"mean": mean.to(dtype), "variance": variance, "snr": snr, "sq_norms": sq_norms}
 
 
+def score_dots(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    weights_y: Tensor,
+    weights_z: Tensor,
+    segments: Tensor,
+    n_segments: int,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-segment ``y_i . z_i`` and ``z_i . z_i`` (``[m]`` each, float64) of the gradient
+    samples of two weightings (:func:`grad_samples` with ``weights_y``, ``weights_z``), made a
+    chunk at a time like :func:`grad_moments`: memory O(chunk x P), never O(m x P). What the
+    minimum-variance baseline needs (:func:`pglab.estimators.min_variance_baseline_from_dots`);
+    segments without steps give 0."""
+    device = weights_z.device
+    yz = torch.zeros(n_segments, dtype=torch.float64, device=device)
+    zz = torch.zeros(n_segments, dtype=torch.float64, device=device)
+    args = (policy, obs, actions)
+    rows_y = _segment_rows(*args, weights_y, segments, n_segments, chunk_size)
+    rows_z = _segment_rows(*args, weights_z, segments, n_segments, chunk_size)
+    for (ids_y, y), (ids_z, z) in zip(rows_y, rows_z, strict=True):
+        assert torch.equal(ids_y, ids_z)  # same segments, same chunking
+        yz[ids_z] = (y.double() * z.double()).sum(1)
+        zz[ids_z] = z.double().pow(2).sum(1)
+    return yz, zz
+
+
 def _combine(
     mean_a: Tensor, m2_a: float, n_a: int, mean_b: Tensor, m2_b: float, n_b: int
 ) -> tuple[Tensor, float, int]:

@@ -11,7 +11,19 @@ batches it reports, per estimator:
 - ``variance``: tr Cov(g) across the K batches (ddof 1): the variance of one batch estimate;
 - ``snr`` = |E g|^2 / variance;
 - ``cosine`` between E g and the reference gradient;
-- ``rel_bias`` = |E g - ref| / |ref| with a 95% confidence interval (see :func:`bias_ci`).
+- ``bias_along`` = (E g - ref) . ref / |ref|^2, the signed bias along the reference relative to
+  its length (-1/m for a batch-mean baseline at gamma = 1: the estimate is (1 - 1/m) ref), with
+  a 95% confidence interval (:func:`signed_bias_ci`);
+- ``rel_bias`` = |E g - ref| / |ref|, the norm of the bias in all directions, with a 95%
+  confidence interval (:func:`bias_ci`). The norm needs many more batches than the signed
+  projection to tell a small bias from noise: its noise is that of all P directions.
+
+On the short corridor every estimate lies on one line: the policy's only free direction is
+theta_right - theta_left (the softmax of two actions sees only their difference, and every
+state looks the same), so all cosines are +-1 there; FrozenLake has 64 directions.
+
+On finite MDPs the K batches are drawn from the exact model all at once (one vectorised pass
+over K x m episodes, then split), which is what makes thousands of batches cheap.
 
 The reference is the exact gradient on finite MDPs (:mod:`pglab.exact`; FrozenLake-v1 and
 the short corridor) and otherwise the mean of an independent large batch of leave-one-out
@@ -50,6 +62,7 @@ from pglab.envs import SHORT_CORRIDOR_ID, check_env_id, env_info, make_vec
 from pglab.estimators import (
     constant_baseline,
     episode_reward_to_go,
+    episode_scores,
     gae,
     loo_baseline,
     min_variance_baseline,
@@ -64,10 +77,15 @@ from pglab.rollout import to_env_action
 
 ESTIMATORS: dict[str, str] = {
     "total": "R(tau) on every step: the whole episode's discounted return (REINFORCE)",
+    "total_loo": "R(tau) - b_i, b_i = mean return of the other episodes (unbiased)",
+    "total_minvar": "R(tau) - b_i, b_i = E[|z|^2 R]/E[|z|^2] over the other episodes, "
+    "z = sum_t grad log pi (variance-optimal constant, unbiased)",
     "rtg": "gamma^t G_t: discounted reward-to-go",
-    "rtg_const": "gamma^t (G_t - b), b = batch mean of the episodes' returns (bias -1/m)",
-    "rtg_time": "gamma^t (G_t - b_t), b_t = batch mean of G_t at step t (bias -1/m)",
-    "rtg_minvar": "gamma^t (G_t - b*), b* = returns weighted by |grad log p(tau)|^2",
+    "rtg_const": "gamma^t (G_t - b), b = batch mean of the episodes' returns "
+    "(bias -E[z G_0]/m, = -grad J/m at gamma=1)",
+    "rtg_time": "gamma^t (G_t - b_t), b_t = batch mean of G_t at step t (bias -grad J/m)",
+    "rtg_minvar": "gamma^t (G_t - b_i), b_i = E[y.z]/E[z.z] over the other episodes "
+    "(variance-optimal constant, unbiased)",
     "rtg_loo": "gamma^t (G_t - b_i), b_i = mean return of the other episodes (RLOO)",
     "rtg_value": "gamma^t (G_t - V(s_t)): state-value baseline",
     "td0": "gamma^t (r_t + gamma V(s_{t+1}) - V(s_t)): TD(0) advantage",
@@ -128,6 +146,20 @@ class EpisodeBatch:
     @property
     def lengths(self) -> Tensor:
         return self.mask.sum(0)
+
+    def columns(self, lo: int, hi: int) -> EpisodeBatch:
+        """Episodes ``lo..hi-1`` as their own batch, trimmed to their longest episode."""
+        L = max(int(self.mask[:, lo:hi].sum(0).max()), 1)
+        return EpisodeBatch(
+            obs=self.obs[:L, lo:hi],
+            actions=self.actions[:L, lo:hi],
+            rewards=self.rewards[:L, lo:hi],
+            terminated=self.terminated[:L, lo:hi],
+            truncated=self.truncated[:L, lo:hi],
+            mask=self.mask[:L, lo:hi],
+            final_obs=self.final_obs[lo:hi],
+            states=None if self.states is None else self.states[:L, lo:hi],
+        )
 
     def flat(self) -> tuple[Tensor, Tensor, Tensor]:
         """(obs, actions, segment ids) of the real steps, in ``mask`` order."""
@@ -326,16 +358,30 @@ def estimator_weights(
     next_values: Tensor | None = None,
     gae_lambda: float = 0.95,
     n_step: int = 5,
-    score_sq_norms: Tensor | None = None,
+    scores: Tensor | None = None,
 ) -> Tensor:
-    """Psi_t ``[L, m]`` of estimator ``name`` on an episode batch (zero on padding)."""
+    """Psi_t ``[L, m]`` of estimator ``name`` on an episode batch (zero on padding).
+
+    ``scores`` ``[B, P]``: the per-step scores of the batch's real steps in ``mask`` order
+    (:func:`step_scores`), needed by ``rtg_minvar`` and ``total_minvar``.
+    """
     mask = batch.mask
     maskf = mask.float()
     r = batch.rewards
     L = r.shape[0]
     disc = (gamma ** torch.arange(L, dtype=torch.float64)).float().unsqueeze(1)
-    if name == "total":
-        return total_return(r, mask, gamma)
+    if name.startswith("total"):
+        R = total_return(r, mask, gamma)
+        if name == "total_loo":
+            R = (R - loo_baseline(R, mask)) * maskf
+        elif name == "total_minvar":
+            assert scores is not None
+            _, _, seg = batch.flat()
+            ones = torch.ones(seg.shape[0])
+            z = episode_scores(scores, ones, seg, batch.m)  # sum_t s_t
+            y = z * R[0].unsqueeze(1)
+            R = (R - min_variance_baseline(y, z)) * maskf
+        return R
     G = episode_reward_to_go(r, mask, gamma)
     if name == "rtg":
         psi = G
@@ -344,8 +390,12 @@ def estimator_weights(
     elif name == "rtg_time":
         psi = G - time_baseline(G, mask)
     elif name == "rtg_minvar":
-        assert score_sq_norms is not None
-        psi = G - min_variance_baseline(G, mask, score_sq_norms)
+        assert scores is not None
+        _, _, seg = batch.flat()
+        d = disc.expand_as(G)[mask]
+        y = episode_scores(scores, d * G[mask], seg, batch.m)  # sum_t gamma^t s_t G_t
+        z = episode_scores(scores, d, seg, batch.m)  # sum_t gamma^t s_t
+        psi = G - min_variance_baseline(y, z)
     elif name == "rtg_loo":
         psi = G - loo_baseline(G, mask)
     elif name in _NEEDS_VALUE:
@@ -409,6 +459,28 @@ def bias_ci(
     return rel(b2), (rel(lo), rel(hi))
 
 
+def signed_bias_ci(
+    estimates: Tensor, target: Tensor, target_samples: Tensor | None = None
+) -> tuple[float, tuple[float, float]]:
+    """Signed relative bias along the target,  beta = (mean - target) . u / |target|,
+    u = target / |target|, and its 95% confidence interval (normal, from the spread of the
+    K projections  estimates_k . u, plus that of ``target_samples`` when the target is itself
+    a sample mean). -0.1 means the estimate is 10% too short along the true gradient."""
+    tgt = target.double()
+    norm_t = float(tgt.norm())
+    K = estimates.shape[0]
+    if norm_t == 0.0 or K < 2:
+        return float("nan"), (float("nan"), float("nan"))
+    u = tgt / norm_t
+    proj = estimates.double() @ u
+    beta = (float(proj.mean()) - norm_t) / norm_t
+    var = float(proj.var()) / K
+    if target_samples is not None and target_samples.shape[0] >= 2:
+        var += float((target_samples.double() @ u).var()) / target_samples.shape[0]
+    half = 1.96 * math.sqrt(var) / norm_t
+    return beta, (beta - half, beta + half)
+
+
 @dataclass
 class EstimatorStats:
     """One estimator's figures over K batches (see the module docstring)."""
@@ -422,6 +494,8 @@ class EstimatorStats:
     rel_bias_ci95: tuple[float, float]
     wall_s: float
     batch_estimates: Tensor = field(repr=False)
+    bias_along: float = float("nan")
+    bias_along_ci95: tuple[float, float] = (float("nan"), float("nan"))
 
 
 @dataclass
@@ -483,6 +557,11 @@ class GradLabResult:
                 "cosine": _finite(s.cosine),
                 "rel_bias": _finite(s.rel_bias),
                 "rel_bias_ci95": [_finite(s.rel_bias_ci95[0]), _finite(s.rel_bias_ci95[1])],
+                "bias_along": _finite(s.bias_along),
+                "bias_along_ci95": [
+                    _finite(s.bias_along_ci95[0]),
+                    _finite(s.bias_along_ci95[1]),
+                ],
                 "wall_s": s.wall_s,
             }
             for name, s in self.stats.items()
@@ -668,25 +747,41 @@ def _run(
 
             per_est: dict[str, list[Tensor]] = {s.label: [] for s in specs}
             wall = dict.fromkeys(per_est, 0.0)
-            sample_s = scores_s = 0.0
+            clock = {"sample_s": 0.0, "scores_s": 0.0}
             lengths = []
-            for k in range(batches):
-                t0 = time.perf_counter()
-                b = draw(base + k * episodes)
-                sample_s += time.perf_counter() - t0
+
+            def batches_with_scores() -> Any:
+                """(batch, per-step scores [B, P]) for each of the K batches. One vectorised
+                pass gives the scores grad log pi(a_t|s_t); every estimator is linear in them,
+                g = (1/m) sum_t Psi_t score_t. Finite MDPs: many batches per model draw."""
+                per_draw = max(1, 8192 // episodes) if use_model else 1
+                for c0 in range(0, batches, per_draw):
+                    n = min(per_draw, batches - c0)
+                    t0 = time.perf_counter()
+                    if use_model:
+                        gen = torch.Generator().manual_seed(base + c0 * episodes)
+                        big = sample_mdp_episodes(mdp, policy, n * episodes, gen)
+                    else:
+                        big = draw(base + c0 * episodes)
+                    t1 = time.perf_counter()
+                    scores, seg = step_scores(policy, big)
+                    clock["sample_s"] += t1 - t0
+                    clock["scores_s"] += time.perf_counter() - t1
+                    if n == 1:
+                        yield big, scores
+                        continue
+                    for j in range(n):
+                        lo = j * episodes
+                        # mask order is time-major, so the steps of columns lo..hi-1 keep the
+                        # order of their own batch
+                        sel = (seg >= lo) & (seg < lo + episodes)
+                        yield big.columns(lo, lo + episodes), scores[sel]
+
+            for b, scores in batches_with_scores():
                 lengths.append(b.lengths.float().mean())
-                # One vectorised pass: the per-step scores grad log pi(a_t|s_t) [B, P]. Every
-                # estimator is linear in them, g = (1/m) sum_t Psi_t score_t.
-                t0 = time.perf_counter()
-                scores, seg = step_scores(policy, b)
-                scores_s += time.perf_counter() - t0
                 values = next_values = None
                 if needs_value:
                     values, next_values = batch_values(b, fitted, V_exact)
-                score_sq = None
-                if any(s.name == "rtg_minvar" for s in specs):
-                    per_episode = torch.zeros(b.m, scores.shape[1]).index_add_(0, seg, scores)
-                    score_sq = per_episode.pow(2).sum(1)
                 for s in specs:
                     t0 = time.perf_counter()
                     w = estimator_weights(
@@ -697,12 +792,11 @@ def _run(
                         next_values=next_values,
                         gae_lambda=s.gae_lambda,
                         n_step=s.n_step,
-                        score_sq_norms=score_sq,
+                        scores=scores,
                     )
                     per_est[s.label].append(w[b.mask] @ scores / b.m)
                     wall[s.label] += time.perf_counter() - t0
-            timings["scores_s"] = scores_s
-            timings["sample_s"] = sample_s
+            timings.update(clock)
     finally:
         envs.close()
 
@@ -713,14 +807,15 @@ def _run(
         variance = float(est.var(0, unbiased=True).sum()) if batches >= 2 else float("nan")
         sq = float(mean.pow(2).sum())
         snr = sq / variance if variance > 0 else float("nan")
-        cosine = rel_bias = float("nan")
-        ci = (float("nan"), float("nan"))
+        cosine = rel_bias = along = float("nan")
+        ci = along_ci = (float("nan"), float("nan"))
         if reference is not None:
             denom = float(mean.norm()) * float(reference.norm())
             cosine = float(mean @ reference) / denom if denom > 0 else float("nan")
             rel_bias, ci = bias_ci(est, reference, ref_samples)
+            along, along_ci = signed_bias_ci(est, reference, ref_samples)
         stats[s.label] = EstimatorStats(
-            s.label, mean, variance, snr, cosine, rel_bias, ci, wall[s.label], est
+            s.label, mean, variance, snr, cosine, rel_bias, ci, wall[s.label], est, along, along_ci
         )
     timings["total_s"] = time.perf_counter() - t_start
     return GradLabResult(
@@ -840,6 +935,9 @@ def _rows(result: GradLabResult, **extra: Any) -> list[dict]:
             "variance": s.variance,
             "snr": s.snr,
             "cosine": s.cosine,
+            "bias_along": s.bias_along,
+            "along_lo": s.bias_along_ci95[0],
+            "along_hi": s.bias_along_ci95[1],
             "rel_bias": s.rel_bias,
             "ci95_lo": s.rel_bias_ci95[0],
             "ci95_hi": s.rel_bias_ci95[1],

@@ -10,6 +10,29 @@ absent from that update's dict, never reported as a fake zero.
 Notation: a batch holds B = T * N steps; ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)`` is the
 probability ratio; ``A_t`` the advantages the policy loss uses; ``R_t`` the value targets;
 ``V(s)`` the critic.
+
+Definitional choices, against Stable-Baselines3 (SB3) and CleanRL, where a user comparing
+numbers across libraries will see a difference:
+
+- ``diag/clip_fraction`` (PPO): the share over the LAST epoch's minibatches, each measured
+  with the ratio before that minibatch's step. SB3 and CleanRL average over ALL epochs'
+  minibatches, which usually reads lower (the early minibatches have barely moved).
+- ``diag/approx_kl`` (PPO-Clip): the mean k3 over the last epoch's minibatches, each before
+  its step (as SB3 logs it; CleanRL logs the last minibatch's). PPO-Penalty reports the KL
+  its beta rule reads: KL(pi_old || pi_new) over the whole batch AFTER the epochs.
+- Target-KL early stop (PPO ``target_kl``): checked after each epoch, on that epoch's mean
+  k3, against ``target_kl`` (CleanRL checks after each epoch on the last minibatch's KL; SB3
+  checks every minibatch, before its step, against 1.5 x target_kl).
+- Advantage normalisation (PPO ``norm_adv``): over the whole rollout by default; SB3 and
+  CleanRL normalise each minibatch (``norm_adv_scope="minibatch"`` does that). Identical
+  when one minibatch is the whole batch.
+- ``loss/value`` (PPO): E[(V - R)^2] (SB3's F.mse_loss), clipped or not. CleanRL's is half of
+  it (0.5 x, also in its clipped form), so CleanRL's vf_coef c matches pglab's c / 2.
+- ``diag/grad_var``: tr Cov(g_i) / m, the variance of the MEAN of m per-segment gradient
+  samples g_i (a segment is an episode, cut at the rollout's ends for PPO/A2C), with the
+  update's own weights Psi_t (PPO: the advantages, normalised when norm_adv normalises over
+  the batch), at the parameters before the
+  update. Not the variance of one sample, and not a per-parameter mean.
 """
 
 from __future__ import annotations
@@ -132,7 +155,8 @@ METRICS: dict[str, Metric] = {
             "diag/approx_kl",
             "Approx. KL (k3)",
             "How far the update moved the policy from the one that collected the data "
-            "(PPO: on the last epoch's minibatches).",
+            "(PPO-Clip: the last epoch's minibatches, each before its step; PPO-Penalty: "
+            "the whole batch after the epochs).",
             "k3 = E_old[(r - 1) - log r], an unbiased, non-negative estimator of KL(old || new)",
             ("ppo",),
         ),

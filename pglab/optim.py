@@ -1,4 +1,4 @@
-"""Adam and RMSprop on one flat parameter buffer, in a few in-place tensor ops.
+"""Adam and RMSprop on one flat parameter buffer, in a few in-place tensor ops; plain SGD beside them.
 
 PPO's zoo CartPole preset takes 20 Adam steps on ~9,000 parameters every update. For a
 tensor that small, ``torch.optim.Adam.step()`` spends most of its time in Python around the
@@ -100,3 +100,29 @@ class FlatRMSprop:
             return
         self.square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1.0 - self.alpha)
         self.param.addcdiv_(grad, self.square_avg.sqrt().add_(self.eps), value=-self.lr)
+
+
+class FlatSGD:
+    """Plain stochastic gradient descent, the books' update, over one flat parameter ``[P]``:
+
+        theta_t = theta_{t-1} - lr * g_t
+
+    (Sutton & Barto 2018, eq. 13.8, is its ascent form on -L). Same interface as
+    :class:`FlatAdam` (``param.grad`` is the gradient; ``lr`` may change between steps).
+    """
+
+    def __init__(self, param: Tensor, lr: float):
+        if param.dim() != 1:
+            raise ValueError(f"FlatSGD: needs one flat parameter, got shape {tuple(param.shape)}")
+        if not lr > 0.0:
+            raise ValueError(f"lr: {lr} is not allowed (> 0)")
+        self.param = param
+        self.lr = lr
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = self.param.grad
+        assert grad is not None, "FlatSGD.step() before any gradient"
+        self.steps += 1
+        self.param.add_(grad, alpha=-self.lr)

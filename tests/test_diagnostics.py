@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from pglab.diagnostics import grad_samples, grad_stats, policy_grad_diagnostics
+from pglab.diagnostics import grad_samples, grad_stats, policy_grad_diagnostics, score_dots
 from pglab.policies import LinearSoftmax, TabularSoftmax, log_prob, make_policy
 
 
@@ -70,6 +70,24 @@ def test_grad_samples_equal_loop_of_backwards(case, chunk_size):
     assert got.shape == (m, P)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
     assert torch.all(got[4] == 0)
+
+
+@pytest.mark.parametrize("case", list(range(4)))
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_score_dots_equal_the_dots_of_the_full_samples(case, chunk_size):
+    """The streamed y.z and z.z (min-variance baseline) equal those of the [m, P] samples."""
+    policy, obs, actions = list(_cases())[case]
+    B, m = obs.shape[0], 9
+    g = torch.Generator().manual_seed(10 + case)
+    segments = torch.randint(0, m, (B,), generator=g)
+    segments[segments == 4] = 5  # an empty segment: both dots 0
+    w_y, w_z = torch.randn(B, generator=g), torch.ones(B)
+    yz, zz = score_dots(policy, obs, actions, w_y, w_z, segments, m, chunk_size=chunk_size)
+    y = grad_samples(policy, obs, actions, w_y, segments, m).double()
+    z = grad_samples(policy, obs, actions, w_z, segments, m).double()
+    assert torch.allclose(yz, (y * z).sum(1), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(zz, z.pow(2).sum(1), rtol=1e-4, atol=1e-6)
+    assert yz[4] == 0 and zz[4] == 0
 
 
 def test_grad_samples_reject_bad_segments():

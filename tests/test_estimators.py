@@ -9,6 +9,7 @@ from pglab.estimators import (
     constant_baseline,
     discounted_returns,
     episode_reward_to_go,
+    episode_scores,
     gae,
     loo_baseline,
     min_variance_baseline,
@@ -133,9 +134,20 @@ def test_episode_batch_weights_hand():
     assert float(constant_baseline(G, EM)) == pytest.approx((2.75 + 4.0 + 1.0) / 3)
     assert torch.allclose(time_baseline(G, EM)[:, 0], torch.tensor([7.75 / 3, 5.5 / 3, 1.0]))
     assert torch.allclose(loo_baseline(G, EM)[0], torch.tensor([2.5, 1.875, 3.375]))
-    b = min_variance_baseline(G, EM, torch.tensor([1.0, 0.0, 3.0]))
-    assert float(b) == pytest.approx((2.75 + 3.0) / 4)
-    assert float(min_variance_baseline(G, EM, torch.zeros(3))) == pytest.approx(7.75 / 3)
+    # variance-optimal constant, leave-one-out: b_i = sum_{j!=i} y_j.z_j / sum_{j!=i} |z_j|^2
+    y = torch.tensor([[1.0, 0.0], [2.0, 2.0], [0.0, 1.0]])  # y.z = 1, 2, 2
+    z = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 2.0]])  # |z|^2 = 2, 1, 4
+    assert min_variance_baseline(y, z)[0].tolist() == pytest.approx([4 / 5, 3 / 6, 3 / 3])
+    zero = torch.zeros(3, 2)
+    assert min_variance_baseline(y, zero).tolist() == [[0.0, 0.0, 0.0]]  # no score: b = 0
+    with pytest.raises(ValueError, match="episodes"):
+        min_variance_baseline(y[:1], z[:1])
+    assert episode_scores(
+        z, torch.tensor([2.0, 1.0, 1.0]), torch.tensor([0, 0, 1]), 2
+    ).tolist() == [
+        [3.0, 2.0],
+        [0.0, 2.0],
+    ]
     with pytest.raises(ValueError, match="episodes"):
         loo_baseline(G[:, :1], EM[:, :1])
     # inputs untouched (pure functions)

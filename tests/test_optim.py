@@ -38,3 +38,22 @@ def test_flat_adam_equals_torch_adam(kernel: bool) -> None:
 def test_flat_adam_refuses_a_shaped_parameter() -> None:
     with pytest.raises(ValueError, match="one flat parameter"):
         FlatAdam(torch.zeros(3, 3), lr=1e-3)
+
+
+def test_flat_sgd_is_theta_minus_lr_g_and_matches_torch():
+    import torch as _t
+
+    from pglab.optim import FlatSGD
+
+    p = _t.nn.Parameter(_t.tensor([1.0, -2.0, 0.5]))
+    ref = _t.nn.Parameter(p.detach().clone())
+    opt, ref_opt = FlatSGD(p, lr=0.1), _t.optim.SGD([ref], lr=0.1)
+    for g in ([1.0, 1.0, -2.0], [0.5, 0.0, 4.0]):
+        p.grad = _t.tensor(g)
+        ref.grad = _t.tensor(g)
+        opt.step()
+        ref_opt.step()
+    assert p.tolist() == pytest.approx([1.0 - 0.15, -2.0 - 0.1, 0.5 - 0.2])
+    _t.testing.assert_close(p.detach(), ref.detach())
+    with pytest.raises(ValueError, match="lr"):
+        FlatSGD(p, lr=0.0)

@@ -186,6 +186,8 @@ def test_runs_page_lists_and_deletes_with_confirmation():
 
 def test_gradient_lab_measures_estimators_on_the_short_corridor():
     at = open_page("gradient_lab.py")
+    assert at.selectbox(key="gl:env").value == "FrozenLake-v1"  # cosines differ there
+    at.selectbox(key="gl:env").set_value("pglab/ShortCorridor-v0").run()
     at.multiselect(key="gl:est").set_value(["total", "rtg", "rtg_const"])
     at.number_input(key="gl:m").set_value(8)
     at.number_input(key="gl:k").set_value(4)
@@ -193,8 +195,39 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
     at.button(key="gl:go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     titles = set(charts(at))
-    assert {"Cosine similarity of the mean estimates", "Relative bias |E ĝ − g| / |g|"} <= titles
+    assert {
+        "Cosine similarity of the mean estimates",
+        "Signed bias along g: (E ĝ − g)·g / |g|²",
+        "Bias norm |E ĝ − g| / |g|",
+    } <= titles
     corridor = next(s for t, s in charts(at).items() if t.startswith("Short corridor"))
     marker = next(t for t in corridor["data"] if t.get("name") == "current policy")
     assert _array(marker["x"])[0] == pytest.approx(0.8)
     assert list(at.dataframe[0].value["estimator"]) == ["total", "rtg", "rtg_const"]
+    # both sweeps stay on the page; the batch sweep has a log m axis and 1/m reference lines
+    at.button(key="gl:sweep_m").click().run()
+    at.button(key="gl:sweep_l").click().run()
+    assert not at.exception
+    figs = charts(at)
+    batch = next(f for t, f in figs.items() if t.startswith("Variance vs batch size"))
+    assert batch["layout"]["xaxis"]["type"] == "log"
+    assert any(str(t.get("name", "")).endswith(": 1/m") for t in batch["data"])
+    assert "GAE: signed bias along g against λ" in figs
+
+
+def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
+    at = open_page("reproduce.py")
+    assert at.info  # nothing run yet
+    at.selectbox(key="rep:name").set_value("sb-fig13.2").run()
+    at.number_input(key="rep:runs:sb-fig13.2").set_value(5)
+    at.button(key="rep:go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    verdict = [m.value for m in (*at.success, *at.warning)]
+    assert verdict and "published result" in verdict[0]
+    fig = next(f for t, f in charts(at).items() if t.startswith("Sutton & Barto Figure 13.2"))
+    shapes = fig["layout"].get("shapes", [])
+    assert any(s.get("y0") == -11.6 for s in shapes)  # v* marked
+    assert {t["name"] for t in fig["data"]} >= {
+        "REINFORCE alpha=2^-13",
+        "with baseline alpha_theta=2^-9 alpha_w=2^-6",
+    }

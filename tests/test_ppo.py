@@ -313,3 +313,68 @@ def test_cuda_update_keeps_everything_on_the_gpu() -> None:
     assert math.isfinite(m["loss/policy"]) and "diag/grad_var" in m
     tr2 = make_trainer("ppo", {**TINY, "env_id": "Pendulum-v1"}, seed=0, device="cuda")
     assert math.isfinite(tr2.update()["loss/value"])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_kl_penalty_adapts_beta_from_the_post_update_batch_kl(fast: bool) -> None:
+    """Issue 13's reproduce config: one full-batch epoch. The minibatch KL measured before the
+    step is exactly 0 there, so the old rule halved beta every update. The reported KL must be
+    KL(pi_old || pi_new) on the whole batch after the epochs, computed here independently from
+    a copy of the old policy, and beta must follow the paper's rule from it."""
+    import copy
+
+    from pglab.policies import log_prob
+
+    cfg = PPOConfig(
+        env_id="CartPole-v1",
+        variant="kl_penalty",
+        n_epochs=1,
+        batch_size=1024,
+        num_envs=8,
+        n_steps=128,
+        learning_rate=1e-2,
+        total_steps=4 * 1024,
+    )
+    tr = PPO(cfg, seed=0)
+    if not fast:
+        assert tr.backprop is not None
+        tr.backprop = None  # the autograd path (the flat buffer stays shared)
+    batches = []
+    collect = tr.collect
+    tr.collect = lambda n: batches.append(collect(n)) or batches[-1]  # type: ignore[method-assign]
+    betas, kls = [], []
+    for _ in range(4):
+        old = copy.deepcopy(tr.policy)
+        m = tr.update()
+        b = batches[-1]
+        obs, act = b.obs.flatten(0, 1), b.actions.flatten(0, 1)
+        with torch.no_grad():
+            log_ratio = (log_prob(tr.policy(obs), act) - log_prob(old(obs), act)).double()
+        k3 = float((torch.expm1(log_ratio) - log_ratio).mean())
+        assert k3 > 1e-4  # a real step: the policy moved
+        assert m["diag/approx_kl"] == pytest.approx(k3, rel=1e-4)
+        assert m["diag/approx_kl_k1"] == pytest.approx(float(-log_ratio.mean()), abs=1e-6)
+        betas.append(m["opt/kl_beta"])
+        kls.append(m["diag/approx_kl"])
+    for beta, kl, nxt in zip(betas, kls, betas[1:], strict=False):
+        assert nxt == adapt_kl_beta(beta, kl, cfg.kl_target)
+    assert betas != [1.0, 0.5, 0.25, 0.125]  # the old rule's halving on a KL of 0
+    tr.close()
+
+
+def test_norm_adv_scope_minibatch_is_sb3s_and_equals_batch_on_one_minibatch() -> None:
+    whole = {**TINY, "batch_size": 32, "total_steps": 32}
+    rows = {}
+    for scope in ("batch", "minibatch"):
+        cfg = PPOConfig(**whole, norm_adv_scope=scope, grad_diagnostics=False)
+        rows[scope] = PPO(cfg, seed=4).update()
+    for key in ("loss/policy", "loss/value", "diag/approx_kl"):
+        assert rows["batch"][key] == pytest.approx(rows["minibatch"][key], rel=1e-5), key
+    small = {**TINY, "total_steps": 32, "batch_size": 4}  # 8 minibatches of 4
+    a, b = (
+        PPO(PPOConfig(**small, norm_adv_scope=s, grad_diagnostics=False), seed=4).update()
+        for s in ("batch", "minibatch")
+    )
+    assert a["loss/policy"] != pytest.approx(b["loss/policy"], rel=1e-6)
+    with pytest.raises(ValueError, match="norm_adv_scope"):
+        PPOConfig(norm_adv_scope="episode")

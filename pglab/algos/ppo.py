@@ -11,6 +11,11 @@ One update, in the order of the paper's Algorithm 1 (and of CleanRL's ``ppo.py``
                  (global gradient clipping; optional early stop when KL > target_kl)
     5. report    losses, entropy, KL (k1, k3), clip fraction, explained variance, ...
 
+Where these definitions differ from SB3's and CleanRL's (clip fraction of the last epoch,
+advantage normalisation scope, target-KL timing, the value loss without CleanRL's 0.5), see
+the module docstring of :mod:`pglab.metrics`; ``norm_adv_scope="minibatch"`` is their
+normalisation.
+
 On CPU the gradient of step 4 is written out by hand (:mod:`pglab.backprop`, with the loss
 gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the same numbers
 (tests/test_backprop.py) in about a fifth of the time for nets this small;
@@ -18,9 +23,10 @@ gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the 
 
 Two policy objectives (``variant``):
   - "clip":       L = -E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]          (PPO-Clip, eq. 7)
-  - "kl_penalty": L = -E[r_t A_t] + beta * KL(pi_old || pi_theta), with beta doubled when the
-                  measured KL exceeds 1.5 x kl_target and halved below kl_target / 1.5
-                  (PPO-Penalty, section 4).
+  - "kl_penalty": L = -E[r_t A_t] + beta * KL(pi_old || pi_theta), with beta doubled when
+                  d = KL(pi_old || pi_new), measured on the whole batch after the epochs (k3
+                  estimate), exceeds 1.5 x kl_target and halved below kl_target / 1.5
+                  (PPO-Penalty, section 4); that d is the update's ``diag/approx_kl``.
 """
 
 from __future__ import annotations
@@ -107,6 +113,12 @@ class PPOConfig(BaseConfig):
         "Normalise advantages to mean 0, std 1 over the batch (scale-free step size; "
         "https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/).",
     )
+    norm_adv_scope: str = param(
+        "batch",
+        "Where norm_adv takes the mean and std: the whole rollout, or each minibatch as SB3 "
+        "and CleanRL do (the same when one minibatch is the whole batch).",
+        choices=("batch", "minibatch"),
+    )
     target_kl: float | None = param(
         None,
         "Stop the epochs of an update early once the approximate KL exceeds this (None: off).",
@@ -118,6 +130,11 @@ class PPOConfig(BaseConfig):
     )
     kl_beta_init: float = param(
         1.0, "PPO-Penalty: initial KL coefficient beta.", low=0.0, high=1000.0
+    )
+    kl_adaptive: bool = param(
+        True,
+        "PPO-Penalty: adapt beta after each update (False: beta stays kl_beta_init, the "
+        "paper's fixed-KL rows of Table 1; with beta 0, the unclipped, unpenalised surrogate).",
     )
     log_std_init: float = param(
         0.0,
@@ -318,6 +335,21 @@ class PPO(Trainer):
         loss.backward()
         return pg_loss.item(), v_loss.item(), entropy.item(), log_ratio.detach()
 
+    def batch_kl(
+        self, b_obs: Tensor, b_actions: Tensor, b_old_log_probs: Tensor
+    ) -> tuple[float, float]:
+        """(k1, k3) estimates of KL(pi_old || pi_theta) over the whole batch ``[B]`` at the
+        current parameters (:func:`pglab.diagnostics.approx_kl`; samples drawn from pi_old)."""
+        with torch.no_grad():
+            if self.backprop is not None:
+                log_prob, _, _ = self.backprop.forward(b_obs, b_actions.numpy())
+                log_ratio = torch.from_numpy(log_prob) - b_old_log_probs
+            else:
+                log_prob, _ = self.log_prob_entropy(b_obs, b_actions, False)
+                log_ratio = log_prob - b_old_log_probs
+            k1, k3 = approx_kl(log_ratio.double())
+        return float(k1), float(k3)
+
     def _update(self) -> dict[str, float]:
         cfg = self.config
         assert self.value is not None
@@ -341,7 +373,8 @@ class PPO(Trainer):
         b_advantages = advantages.flatten()
         b_returns = returns.flatten()
         b_values = values.flatten()
-        if cfg.norm_adv:
+        mb_norm = cfg.norm_adv and cfg.norm_adv_scope == "minibatch"
+        if cfg.norm_adv and not mb_norm:
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
         metrics: dict[str, float] = {}
@@ -375,6 +408,9 @@ class PPO(Trainer):
                 else:
                     idx = perm[start : start + cfg.batch_size]
                     mb = tuple(t[idx] for t in b_tensors)
+                if mb_norm and mb[3].numel() > 1:  # SB3/CleanRL: normalise each minibatch
+                    mb_adv = (mb[3] - mb[3].mean()) / (mb[3].std() + 1e-8)
+                    mb = (*mb[:3], mb_adv, *mb[4:])
                 pg_loss, v_loss, entropy, log_ratio = self.loss_and_grad(*mb, clip_coef)
                 grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
                 # One check a step: a non-finite loss makes a non-finite gradient too.
@@ -396,6 +432,11 @@ class PPO(Trainer):
                 k1, k3, clip_fraction = torch.stack(epoch_stats).mean(0).tolist()
                 if cfg.target_kl is not None and k3 > cfg.target_kl:
                     break
+
+        if cfg.variant == "kl_penalty":
+            # The paper's d: KL(pi_old || pi_new) on the whole batch after the epochs, not the
+            # minibatch KLs measured before each step (which read 0 on a one-step update).
+            k1, k3 = self.batch_kl(b_obs, b_actions, b_old_log_probs)
 
         # 5. report
         pg_loss_mean, v_loss_mean, entropy_mean, grad_norm_mean = (
@@ -422,5 +463,7 @@ class PPO(Trainer):
             metrics["opt/clip_coef"] = clip_coef
         else:
             metrics["opt/kl_beta"] = self.kl_beta  # the beta this update used
-            self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
+            # diag/approx_kl here is the post-update batch KL the rule adapts from.
+            if cfg.kl_adaptive:
+                self.kl_beta = adapt_kl_beta(self.kl_beta, k3, cfg.kl_target)
         return metrics

@@ -47,14 +47,14 @@ from pglab.config import BaseConfig, param
 from pglab.diagnostics import (
     approx_kl,
     explained_variance,
-    grad_moments,
     policy_grad_diagnostics,
+    score_dots,
 )
 from pglab.estimators import (
     constant_baseline,
     episode_reward_to_go,
     loo_baseline,
-    min_variance_baseline,
+    min_variance_baseline_from_dots,
     time_baseline,
     total_return,
 )
@@ -89,7 +89,8 @@ class ReinforceConfig(BaseConfig):
     baseline: str = param(
         "none",
         "Baseline subtracted from Psi_t to cut variance: batch-mean return, per-step mean "
-        "reward-to-go, the minimum-variance constant (Peters & Schaal 2008), the leave-one-out "
+        "reward-to-go, the variance-optimal constant E[y.z]/E[z.z] computed leave-one-out "
+        "(Peters & Schaal 2008; unbiased), the leave-one-out "
         "mean (unbiased, Kool et al. 2019) or a learned V(s_t).",
         choices=BASELINES,
         equation="w_t = Psi_t - b_t",
@@ -131,16 +132,17 @@ class ReinforceConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.baseline == "loo" and self.batch_mode == "episodes" and self.batch_size < 2:
+        loo = self.baseline in ("loo", "min_variance")
+        if loo and self.batch_mode == "episodes" and self.batch_size < 2:
             raise ValueError(
-                f"batch_size: {self.batch_size} is too small for baseline='loo' (the "
-                "leave-one-out baseline needs at least 2 episodes a batch)"
+                f"batch_size: {self.batch_size} is too small for baseline={self.baseline!r} "
+                "(a leave-one-out baseline needs at least 2 episodes a batch)"
             )
 
     @property
     def min_episodes(self) -> int:
         """Episodes a batch needs at least: the leave-one-out baseline needs two."""
-        return 2 if self.baseline == "loo" else 1
+        return 2 if self.baseline in ("loo", "min_variance") else 1
 
 
 @dataclass
@@ -330,11 +332,11 @@ class Reinforce(Trainer):
         elif cfg.baseline == "time":
             baseline = time_baseline(rtg, mask)
         elif cfg.baseline == "min_variance":
+            # b_i = sum_{j!=i} y_j.z_j / sum_{j!=i} z_j.z_j, y_j = sum_t s_t Psi_t, z_j = sum_t s_t
             ones = torch.ones(b_obs.shape[0], device=self.device)
-            # |score_i|^2 per episode, streamed: the m x P scores are never all in memory
-            moments = grad_moments(self.policy, b_obs, b_actions, ones, b_segments, m)
-            sq_norms = moments["sq_norms"].to(rtg.dtype)
-            baseline = min_variance_baseline(rtg, mask, sq_norms)
+            # per-episode y.z and z.z streamed in chunks: the [m, P] scores never all in memory
+            yz, zz = score_dots(self.policy, b_obs, b_actions, psi[mask], ones, b_segments, m)
+            baseline = min_variance_baseline_from_dots(yz, zz).to(rtg.dtype)
         elif cfg.baseline == "loo":
             baseline = loo_baseline(rtg, mask)
         else:

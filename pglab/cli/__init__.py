@@ -20,6 +20,7 @@ _MODULES = [
     "pglab.cli.bench",
     "pglab.cli.compare",
     "pglab.cli.rlhf",
+    "pglab.cli.reproduce",
 ]
 
 

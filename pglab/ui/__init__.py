@@ -65,6 +65,7 @@ from pglab.ui.compare import (  # noqa: F401
     show_table,
 )
 from pglab.ui.gradlab import (  # noqa: F401
+    bias_bars,
     estimator_bars,
     gradlab_policy,
     gradlab_run,

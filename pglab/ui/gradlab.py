@@ -60,8 +60,10 @@ def gradlab_run(
     estimators: tuple[str, ...],
     gae_lambda: float,
     n_step: int,
+    value: str = "auto",
 ) -> Any:
-    """:func:`pglab.gradlab.run_gradlab`, cached by its arguments (results are read-only)."""
+    """:func:`pglab.gradlab.run_gradlab`, cached by its arguments (results are read-only).
+    ``value``: the critic of the advantage estimators (auto, exact or fitted)."""
     from pglab.gradlab import run_gradlab
 
     cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
@@ -75,6 +77,7 @@ def gradlab_run(
         n_step=n_step,
         policy_config=cfg,
         policy_state=state,
+        value=value,
     )
 
 
@@ -89,12 +92,13 @@ def gradlab_sweep(
     batches: int,
     seed: int,
     estimators: tuple[str, ...],
+    value: str = "auto",
 ) -> pd.DataFrame:
     """Variance against batch size (``kind="batch"``) or GAE lambda (``kind="lambda"``)."""
     from pglab.gradlab import sweep_batch_size, sweep_lambda
 
     cfg, state = gradlab_policy(store_path, env_id, run_id, p_right)
-    common = {"policy_config": cfg, "policy_state": state}
+    common = {"policy_config": cfg, "policy_state": state, "value": value}
     if kind == "batch":
         sizes = sorted({max(2, episodes // 4), max(2, episodes // 2), episodes, episodes * 2})
         return sweep_batch_size(env_id, sizes, list(estimators), batches, seed, **common)
@@ -148,15 +152,57 @@ def heatmap(frame: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
+def bias_bars(table: pd.DataFrame) -> go.Figure:
+    """Signed relative bias along the reference gradient, (E g - g).g / |g|^2, per estimator,
+    with its 95% CI; a dotted line at 0 (unbiased) and, where an estimator's exact bias is
+    known in closed form (batch-mean baselines at gamma = 1), its value as a marker."""
+    fig = estimator_bars(
+        table,
+        "bias_along",
+        "along_lo",
+        "along_hi",
+        "Signed bias along g: (E ĝ − g)·g / |g|²",
+        False,
+    )
+    fig.add_hline(y=0.0, line_dash="dot", line_color="grey")
+    return fig
+
+
 def sweep_figure(
-    frame: pd.DataFrame, x: str, y: str, title: str, x_title: str, log_x: bool
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    title: str,
+    x_title: str,
+    log_x: bool,
+    log_y: bool = True,
+    inverse_reference: bool = False,
 ) -> go.Figure:
-    traces = [
-        {"x": g[x].to_numpy(), "y": g[y].to_numpy(), "name": name, "color": COLORS[k % len(COLORS)]}
-        for k, (name, g) in enumerate(frame.groupby("estimator", sort=False))
-    ]
-    fig = line_figure(traces, title=title, x_title=x_title, y_title=y, log_y=True, height=320)
+    """One line per estimator of ``y`` against ``x``; ``inverse_reference`` adds, for each
+    estimator, the dotted line c/x through its first point (the 1/m law of independent
+    episodes)."""
+    traces = []
+    for k, (name, g) in enumerate(frame.groupby("estimator", sort=False)):
+        color = COLORS[k % len(COLORS)]
+        xs, ys = g[x].to_numpy(dtype=float), g[y].to_numpy(dtype=float)
+        traces.append({"x": xs, "y": ys, "name": name, "color": color})
+        if inverse_reference and len(xs) and math.isfinite(ys[0]):
+            traces.append(
+                {
+                    "x": xs,
+                    "y": ys[0] * xs[0] / xs,
+                    "name": f"{name}: 1/m",
+                    "color": color,
+                    "opacity": 0.45,
+                    "showlegend": k == 0,
+                }
+            )
+    fig = line_figure(traces, title=title, x_title=x_title, y_title=y, log_y=log_y, height=320)
     fig.update_traces(mode="lines+markers")
+    if inverse_reference:
+        for tr in fig.data:
+            if tr.name and tr.name.endswith(": 1/m"):
+                tr.update(mode="lines", line={"dash": "dot"})
     if log_x:
         fig.update_xaxes(type="log")
     fig.update_layout(hovermode="closest", legend={"orientation": "v", "x": 1.01, "y": 1})
