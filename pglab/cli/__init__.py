@@ -13,7 +13,13 @@ import os
 import sys
 
 # command group modules, in help order
-_MODULES = ["pglab.cli.train", "pglab.cli.gradlab", "pglab.cli.runs", "pglab.cli.bench"]
+_MODULES = [
+    "pglab.cli.train",
+    "pglab.cli.gradlab",
+    "pglab.cli.runs",
+    "pglab.cli.bench",
+    "pglab.cli.sweep",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
