@@ -211,7 +211,10 @@ def parse_spec(data: Any) -> SweepSpec:
     try:
         base = cfg_cls.from_dict({**settings, "total_steps": budget})
     except ValueError as exc:
-        raise ValueError(f"settings.{exc}") from None
+        msg = str(exc)
+        if msg.startswith("total_steps:") and "budget" in data:
+            msg = "budget:" + msg.removeprefix("total_steps:")
+        raise ValueError(msg if msg.startswith("env_id:") else f"settings.{msg}") from None
     settings = {k: getattr(base, k) for k in settings if k != "total_steps"}
 
     seeds_raw = data.get("seeds", 1)
@@ -396,8 +399,12 @@ def _check_point(cfg_cls: Any, spec: SweepSpec, point: dict[str, Any], where: st
     try:
         cfg_cls.from_dict(spec.run_settings(point))
     except ValueError as exc:
+        msg = str(exc)
+        field_name = msg.split(":", 1)[0]
+        if field_name in point:  # a swept value out of range, or clashing with the base
+            raise ValueError(f"{where}.{msg}") from None
         shown = ", ".join(f"{k}={v}" for k, v in point.items()) or "the base settings"
-        raise ValueError(f"{where}: the trial {shown} is invalid: {exc}") from None
+        raise ValueError(f"{where}: the trial {shown} is invalid: {msg}") from None
 
 
 def trial_label(point: dict[str, Any]) -> str:
