@@ -89,6 +89,9 @@ class RayExecutor:
         self.store = store
         t0 = time.perf_counter()
         self.owns_runtime = not ray.is_initialized()
+        # ray.init sets variables in os.environ (RAY_AUTH_MODE, PYTHONBREAKPOINT, ...) that
+        # would leak into later subprocesses of the lab: put them back at shutdown.
+        self._environ = dict(os.environ)
         if self.owns_runtime:
             quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             if address is not None:
@@ -307,3 +310,6 @@ class RayExecutor:
             self._ray.kill(self._control)
         if self.owns_runtime:
             self._ray.shutdown()
+            for key in set(os.environ) - set(self._environ):
+                del os.environ[key]
+            os.environ.update(self._environ)
