@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,10 +26,15 @@ def _tasks():
 
 
 def test_pip_install_gives_a_console_script_that_works_elsewhere(tmp_path):
+    # build from a copy, so the build's scratch folders never land in the repo
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "pglab", src / "pglab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-sweep.txt"):
+        shutil.copy(ROOT / name, src / name)
     prefix = tmp_path / "prefix"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "--no-deps", "--no-build-isolation", "--prefix", str(prefix), str(ROOT)],
+         "--no-deps", "--no-build-isolation", "--prefix", str(prefix), str(src)],
         check=True, cwd=tmp_path, capture_output=True, timeout=300,
     )  # fmt: skip
     purelib = sysconfig.get_path("purelib", vars={"base": str(prefix)})
