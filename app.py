@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/monitoring:"),
     st.Page("pages/gradient_lab.py", title="Gradient Lab", icon=":material/science:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:"),
 ]
 
 page = st.navigation(PAGES)

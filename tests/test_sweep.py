@@ -235,3 +235,32 @@ def test_a_dead_driver_leaves_its_runs_interrupted(tmp_path):
     runs = Store(tmp_path / "runs.sqlite").list_runs()
     assert {r.status for r in runs} == {"interrupted"}
     assert all(r.env_steps > 0 for r in runs)
+
+
+# -- user presets in the store ------------------------------------------------------------------
+def test_user_presets_round_trip_and_validate(tmp_path):
+    from pglab.presets import get_preset, presets_for, user_presets
+
+    store = Store(tmp_path / "runs.sqlite")
+    store.save_preset("fast-ppo", "ppo", "CartPole-v1", {"learning_rate": 1e-3, "env_id": "x"})
+    (preset,) = user_presets(tmp_path / "runs.sqlite")
+    assert preset.settings == {"learning_rate": 1e-3} and preset.env_id == "CartPole-v1"
+    assert preset.config().learning_rate == 1e-3
+    for name, settings, field in [
+        ("fast-ppo", {}, "name: a user preset 'fast-ppo' exists already"),
+        ("ppo-cartpole-zoo", {}, "name: 'ppo-cartpole-zoo' is a library preset"),
+        ("no spaces", {}, "name: 'no spaces' is not allowed"),
+        ("ok", {"gamma": 3.0}, "gamma:"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            store.save_preset(name, "ppo", "CartPole-v1", settings)
+        assert str(err.value).startswith(field), str(err.value)
+    store.save_preset("fast-ppo", "ppo", "CartPole-v1", {"n_epochs": 4}, replace=True)
+    assert user_presets(tmp_path / "runs.sqlite")[0].settings == {"n_epochs": 4}
+    assert user_presets(Store(tmp_path / "other.sqlite").path) == []  # per store
+    # the conftest points PGLAB_STORE at tmp_path / runs.sqlite: Train's listing sees it
+    assert [p.name for p in presets_for("ppo", "CartPole-v1")] == ["ppo-cartpole-zoo", "fast-ppo"]
+    assert get_preset("fast-ppo").settings == {"n_epochs": 4}
+    store.delete_preset("fast-ppo")
+    assert user_presets(tmp_path / "runs.sqlite") == []
+    assert user_presets(tmp_path / "missing.sqlite") == []

@@ -103,7 +103,14 @@ class RayExecutor:
                         f"address: no Ray cluster answered at {address} ({exc})"
                     ) from None
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+                # address="local": always a new runtime of our own, never a cluster that
+                # happens to run on this machine (ray.init() alone would join it)
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or os.cpu_count() or 1,
+                    include_dashboard=False,
+                    **quiet,
+                )
         from pglab.sweep import ray_worker
 
         self._task = ray.remote(ray_worker.train_stream).options(num_cpus=1, max_retries=0)

@@ -450,7 +450,7 @@ class Sweep:
         out = []
         for trial in list(self.trials):
             fractions, returns = [], []
-            for rows in trial.rows.values():
+            for rows in list(trial.rows.values()):  # the sweep's thread may add to it
                 last = rows[-1] if rows else {}
                 fractions.append(min(1.0, last.get("time/env_steps", 0) / self.spec.budget))
                 ret = last.get("rollout/return_last20")
@@ -489,8 +489,10 @@ class Sweep:
             "best": best.to_json() if best is not None else None,
         }
 
-    def _write_record(self) -> None:
-        record = {
+    def record(self) -> dict[str, Any]:
+        """:meth:`result` with the spec, the live progress and the driver's identity: what
+        ``<store dir>/sweeps/<id>.json`` holds and the Sweeps page draws."""
+        return {
             **self.result(),
             "spec": self.spec.to_json(),
             "created_at": self.created_at,
@@ -498,6 +500,9 @@ class Sweep:
             "proc_start": process_marker(),
             "progress": self.progress(),
         }
+
+    def _write_record(self) -> None:
+        record = self.record()
         path = self.record_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
