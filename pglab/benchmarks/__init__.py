@@ -10,4 +10,5 @@ BENCHES = {
     "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
     "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
     "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+    "sweep": "pglab.benchmarks.sweep",  # Ray executor vs local threads: throughput, start-up
 }

@@ -57,6 +57,22 @@ def check_address(address: str) -> str:
     return f"{host}:{int(port)}"
 
 
+_CONTROLS: dict[str, Any] = {}  # Ray job id -> its Control actor, shared by its sweeps
+
+
+def _control_actor(ray: Any) -> Any:
+    """This driver's :class:`~pglab.sweep.ray_worker.Control` actor, made on first use (an
+    actor is a worker process of its own: one per job, not one per sweep)."""
+    from pglab.sweep import ray_worker
+
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _CONTROLS:
+        actor = ray.remote(ray_worker.Control).options(num_cpus=0).remote()
+        ray.get(actor.get.remote("ready"))  # the actor is up: commands will land
+        _CONTROLS[job] = actor
+    return _CONTROLS[job]
+
+
 @dataclass
 class _RayRun:
     id: str
@@ -114,8 +130,7 @@ class RayExecutor:
         from pglab.sweep import ray_worker
 
         self._task = ray.remote(ray_worker.train_stream).options(num_cpus=1, max_retries=0)
-        self._control = ray.remote(ray_worker.Control).options(num_cpus=0).remote()
-        ray.get(self._control.get.remote("ready"))  # the actor is up: commands will land
+        self._control = _control_actor(ray)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.max_concurrent = max_concurrent or max(1, cpus)
         self.startup_s = time.perf_counter() - t0  # runtime (or connection) plus control actor
@@ -123,6 +138,20 @@ class RayExecutor:
         self._runs: dict[str, _RayRun] = {}
         self._queue: deque[str] = deque()
         self._threads: list[threading.Thread] = []
+
+    def warm_up(self) -> float:
+        """Start ``max_concurrent`` workers and load torch, pglab and its compiled kernels in
+        each (what a worker's first run pays otherwise); returns the seconds it took."""
+        from pglab.sweep import ray_worker
+
+        t0 = time.perf_counter()
+        warm = self._ray.remote(ray_worker.warm_worker).options(num_cpus=1, max_retries=0)
+        barrier = _control_actor(self._ray)
+        # all at once, each waiting for the others: every task lands in a worker of its own
+        self._ray.get(
+            [warm.remote(barrier, self.max_concurrent) for _ in range(self.max_concurrent)]
+        )
+        return time.perf_counter() - t0
 
     # -- launching ---------------------------------------------------------------------------
     def submit(
@@ -313,9 +342,8 @@ class RayExecutor:
         deadline = time.monotonic() + timeout
         for run_id in ids:
             self._runs[run_id].done.wait(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(Exception):
-            self._ray.kill(self._control)
         if self.owns_runtime:
+            _CONTROLS.clear()
             self._ray.shutdown()
             for key in set(os.environ) - set(self._environ):
                 del os.environ[key]

@@ -34,12 +34,21 @@ class Control:
 
     def __init__(self) -> None:
         self._state: dict[str, str] = {}
+        self._arrived: dict[str, int] = {}
 
     def set(self, run_id: str, state: str) -> None:
         self._state[run_id] = state
 
     def get(self, run_id: str) -> str:
         return self._state.get(run_id, "go")
+
+    def arrive(self, key: str) -> int:
+        """Count arrivals at a barrier (:func:`warm_worker`); returns the count so far."""
+        self._arrived[key] = self._arrived.get(key, 0) + 1
+        return self._arrived[key]
+
+    def arrived(self, key: str) -> int:
+        return self._arrived.get(key, 0)
 
 
 class _Sink:
@@ -78,6 +87,23 @@ def _apply(run: Any, command: str, sink: _Sink) -> None:
             run.status = "running"
             sink.set_status(run.id, "running")
             run.go_evt.set()
+
+
+def warm_worker(control: Any, n: int, key: str = "warm") -> int:
+    """Load torch, pglab's trainers and compiled kernels in this worker, then wait until ``n``
+    workers have done so (so ``n`` such tasks occupy ``n`` distinct workers). Returns the pid."""
+    import ray
+    import torch
+
+    from pglab.algos import warm_up
+
+    torch.set_num_threads(1)
+    warm_up()
+    ray.get(control.arrive.remote(key))
+    deadline = time.monotonic() + 120
+    while ray.get(control.arrived.remote(key)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.getpid()
 
 
 def train_stream(
