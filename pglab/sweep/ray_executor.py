@@ -148,9 +148,8 @@ class RayExecutor:
         warm = self._ray.remote(ray_worker.warm_worker).options(num_cpus=1, max_retries=0)
         barrier = _control_actor(self._ray)
         # all at once, each waiting for the others: every task lands in a worker of its own
-        self._ray.get(
-            [warm.remote(barrier, self.max_concurrent) for _ in range(self.max_concurrent)]
-        )
+        key, n = f"warm-{time.monotonic_ns()}", self.max_concurrent
+        self._ray.get([warm.remote(barrier, n, key) for _ in range(n)])
         return time.perf_counter() - t0
 
     # -- launching ---------------------------------------------------------------------------
