@@ -22,6 +22,7 @@ import pytest
 
 from pglab.store import Store
 from pglab.sweep import Sweep, parse_spec
+from pglab.sweep.ray_executor import RayExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"num_envs": 4, "n_steps": 64, "batch_size": 128, "n_epochs": 1}
@@ -37,7 +38,7 @@ def ray_env(tmp_path, monkeypatch):
     return {**os.environ}
 
 
-def test_ray_grid_sweep_in_workers_survives_a_killed_worker(tmp_path, ray_env):
+def test_ray_grid_sweep_in_workers_survives_a_killed_worker_and_stops_in_seconds(tmp_path, ray_env):
     budget = 6144
     spec = parse_spec(
         {
@@ -52,7 +53,21 @@ def test_ray_grid_sweep_in_workers_survives_a_killed_worker(tmp_path, ray_env):
         }
     )
     store = Store(tmp_path / "runs.sqlite")
-    sweep = Sweep(spec, store, executor="ray", num_cpus=2)
+    # a second user of this process's runtime (as two sweeps on the lab's page): it stays up
+    # until the last executor closes, so the stop test below reuses its warm workers
+    keeper = RayExecutor(store, num_cpus=2)
+    try:
+        _grid_with_a_kill(spec, store, budget)
+        _stop_within_seconds(store)
+    finally:
+        keeper.close()
+    import ray
+
+    assert not ray.is_initialized() and "RAY_AUTH_MODE" not in os.environ
+
+
+def _grid_with_a_kill(spec, store, budget):
+    sweep = Sweep(spec, store, executor="ray")
     sweep.start()
     victim = None
     deadline = time.monotonic() + 120
@@ -89,6 +104,31 @@ def test_ray_grid_sweep_in_workers_survives_a_killed_worker(tmp_path, ray_env):
             assert trial["status"] == "finished" and trial["n"] == 2
     assert result["best"] is not None
     assert store.load_checkpoint(others[0].id) is not None  # streamed back from the worker
+
+
+def _stop_within_seconds(store):
+    """Stopping a sweep (the page's Stop; the CLI's Ctrl-C does the same) ends its Ray tasks
+    within seconds, their runs ``stopped`` with their metrics and checkpoints."""
+    long = parse_spec({"algo": "ppo", "settings": TINY, "budget": 5_000_000, "seeds": 2})
+    sweep = Sweep(long, store, executor="ray")
+    sweep.start()
+    ids: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and sweep.status != "failed":
+        ids = [i for t in sweep.trials for i in t.run_ids]
+        if len(ids) == 2 and all(store.get_run(i).env_steps > 0 for i in ids):
+            break
+        time.sleep(0.1)
+    assert len(ids) == 2 and all(store.get_run(i).status == "running" for i in ids), sweep.error
+    t0 = time.monotonic()
+    sweep.stop()
+    sweep.join(60)
+    assert time.monotonic() - t0 < 10
+    assert sweep.result()["status"] == "stopped"
+    for run_id in ids:
+        run = store.get_run(run_id)
+        assert run.status == "stopped" and 0 < run.env_steps < 5_000_000
+        assert store.load_checkpoint(run_id) is not None
 
 
 def _free_port() -> int:
@@ -153,27 +193,7 @@ def test_sweep_joins_a_separate_head_by_address(tmp_path, ray_env):
         }
         assert all(r.worker_pid not in (None, proc.pid) for r in runs)
 
-        # stopping the sweep ends its tasks within seconds, their runs "stopped" (the page's
-        # Stop; the CLI's Ctrl-C calls the same), and leaves the cluster to its owner
-        long = parse_spec({"algo": "ppo", "settings": TINY, "budget": 5_000_000, "seeds": 2})
-        sweep = Sweep(long, store, executor="ray", address=f"127.0.0.1:{port}")
-        sweep.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and sweep.status != "failed":
-            ids = [i for t in sweep.trials for i in t.run_ids]
-            if ids and all(store.get_run(i).env_steps > 0 for i in ids):
-                break
-            time.sleep(0.2)
-        assert ids and all(store.get_run(i).status == "running" for i in ids), sweep.error
-        t0 = time.monotonic()
-        sweep.stop()
-        sweep.join(60)
-        assert time.monotonic() - t0 < 10
-        assert sweep.result()["status"] == "stopped"
-        for run_id in ids:
-            run = store.get_run(run_id)
-            assert run.status == "stopped" and 0 < run.env_steps < 5_000_000
-        assert _group_alive(pgid), "stopping a sweep must not stop the cluster"
+        assert _group_alive(pgid), "the sweep must leave the cluster to its owner"
     finally:
         _stop_group(pgid)
     assert _group_alive(pgid) == []

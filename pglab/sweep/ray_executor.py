@@ -10,6 +10,11 @@ its runs ``interrupted`` like any other owner. At most ``max_concurrent`` tasks 
 restart a run the store has half recorded) and streams ``worker``/``status``/``rows``/
 ``checkpoint`` messages, which one driver thread per run writes into the store as they arrive.
 
+One Ray connection per process, shared by its executors and shut down by the last of them if
+pglab made it (the lab may run two Ray sweeps at once). Ray keeps a connection's auth state
+for the life of the process, so a process that has joined one cluster should not join
+another with a different auth token; the CLI runs each sweep in a process of its own.
+
 Faults: a worker that dies mid-run (killed, out of memory, node lost) ends the run
 ``interrupted``, its metrics so far kept, and nothing else; a stop asks the task to stop
 (it ends ``stopped`` within one env step, checkpoint saved) and, if the task has not ended
@@ -31,6 +36,7 @@ from pglab.config import BaseConfig
 from pglab.store import TERMINAL_STATUSES, Store
 
 STOP_GRACE_S = 3.0
+READY_TIMEOUT_S = 60.0
 
 
 def import_ray() -> Any:
@@ -57,7 +63,60 @@ def check_address(address: str) -> str:
     return f"{host}:{int(port)}"
 
 
-_CONTROLS: dict[str, Any] = {}  # Ray job id -> its Control actor, shared by its sweeps
+# The Ray connection of this process, shared by its executors (the lab may run two Ray
+# sweeps at once): made by the first, shut down by the last if pglab made it.
+_RUNTIME: dict[str, Any] = {"users": 0, "owned": False, "address": None, "environ": None}
+_RUNTIME_LOCK = threading.Lock()
+
+
+def _acquire_runtime(ray: Any, address: str | None, num_cpus: int | None) -> None:
+    target = check_address(address) if address is not None else "local"
+    with _RUNTIME_LOCK:
+        if not ray.is_initialized():
+            # ray.init sets variables in os.environ (RAY_AUTH_MODE, PYTHONBREAKPOINT, ...)
+            # that would leak into the lab's later subprocesses: put back at shutdown.
+            environ = dict(os.environ)
+            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if target != "local":
+                try:
+                    ray.init(address=target, **quiet)
+                except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                    raise ValueError(
+                        f"address: no Ray cluster answered at {target} ({exc})"
+                    ) from None
+            else:
+                # address="local": always a new runtime of our own, never a cluster that
+                # happens to run on this machine (ray.init() alone would join it)
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or os.cpu_count() or 1,
+                    include_dashboard=False,
+                    **quiet,
+                )
+            _RUNTIME.update(owned=True, address=target, environ=environ, users=0)
+        elif _RUNTIME["owned"] and _RUNTIME["address"] != target:
+            raise ValueError(
+                f"address: this process is connected to Ray at {_RUNTIME['address']}; "
+                "finish its sweeps before using another"
+            )
+        _RUNTIME["users"] += 1
+
+
+def _release_runtime(ray: Any) -> None:
+    with _RUNTIME_LOCK:
+        _RUNTIME["users"] = max(0, _RUNTIME["users"] - 1)
+        if _RUNTIME["users"] or not _RUNTIME["owned"]:
+            return
+        _CONTROLS.clear()  # the handles go while the connection they belong to is still up
+        ray.shutdown()
+        environ = _RUNTIME["environ"] or {}
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update(environ)
+        _RUNTIME.update(owned=False, address=None, environ=None)
+
+
+_CONTROLS: dict[str, Any] = {}  # "cluster/job id" -> its Control actor, shared by its sweeps
 
 
 def _control_actor(ray: Any) -> Any:
@@ -65,10 +124,19 @@ def _control_actor(ray: Any) -> Any:
     actor is a worker process of its own: one per job, not one per sweep)."""
     from pglab.sweep import ray_worker
 
-    job = ray.get_runtime_context().get_job_id()
+    context = ray.get_runtime_context()
+    job = f"{context.gcs_address}/{context.get_job_id()}"
     if job not in _CONTROLS:
         actor = ray.remote(ray_worker.Control).options(num_cpus=0).remote()
-        ray.get(actor.get.remote("ready"))  # the actor is up: commands will land
+        try:  # the actor is up: commands will land
+            ray.get(actor.get.remote("ready"), timeout=READY_TIMEOUT_S)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ValueError(
+                f"address: the Ray cluster at {context.gcs_address} could not start a task "
+                f"within {READY_TIMEOUT_S:.0f} s ({type(exc).__name__}: {first}); does it "
+                "expect an auth token (~/.ray/auth_token, RAY_AUTH_TOKEN)?"
+            ) from None
         _CONTROLS[job] = actor
     return _CONTROLS[job]
 
@@ -104,34 +172,17 @@ class RayExecutor:
         self._ray = ray
         self.store = store
         t0 = time.perf_counter()
-        self.owns_runtime = not ray.is_initialized()
-        # ray.init sets variables in os.environ (RAY_AUTH_MODE, PYTHONBREAKPOINT, ...) that
-        # would leak into later subprocesses of the lab: put them back at shutdown.
-        self._environ = dict(os.environ)
-        if self.owns_runtime:
-            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-            if address is not None:
-                address = check_address(address)
-                try:
-                    ray.init(address=address, **quiet)
-                except (ConnectionError, RuntimeError, TimeoutError) as exc:
-                    raise ValueError(
-                        f"address: no Ray cluster answered at {address} ({exc})"
-                    ) from None
-            else:
-                # address="local": always a new runtime of our own, never a cluster that
-                # happens to run on this machine (ray.init() alone would join it)
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    **quiet,
-                )
+        _acquire_runtime(ray, address, num_cpus)
+        self._closed = False
         from pglab.sweep import ray_worker
 
         self._task = ray.remote(ray_worker.train_stream).options(num_cpus=1, max_retries=0)
-        self._control = _control_actor(ray)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        try:
+            self._control = _control_actor(ray)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+        except BaseException:
+            _release_runtime(ray)
+            raise
         self.max_concurrent = max_concurrent or max(1, cpus)
         self.startup_s = time.perf_counter() - t0  # runtime (or connection) plus control actor
         self._lock = threading.RLock()
@@ -341,9 +392,7 @@ class RayExecutor:
         deadline = time.monotonic() + timeout
         for run_id in ids:
             self._runs[run_id].done.wait(max(0.0, deadline - time.monotonic()))
-        if self.owns_runtime:
-            _CONTROLS.clear()
-            self._ray.shutdown()
-            for key in set(os.environ) - set(self._environ):
-                del os.environ[key]
-            os.environ.update(self._environ)
+        if not self._closed:
+            self._closed = True
+            self._control = None  # this connection's handle: never carried into another
+            _release_runtime(self._ray)
