@@ -264,3 +264,27 @@ def test_user_presets_round_trip_and_validate(tmp_path):
     store.delete_preset("fast-ppo")
     assert user_presets(tmp_path / "runs.sqlite") == []
     assert user_presets(tmp_path / "missing.sqlite") == []
+
+
+def test_cli_json_last_line(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**GRID, "grid": {"gae_lambda": [0.8, 0.95]}, "seeds": [4]}))
+    assert main(["sweep", str(spec), "--json", "--store", str(tmp_path / "s.sqlite")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("sweep S") and "2 trial(s) x 1 seed(s)" in lines[0]
+    result = json.loads(lines[-1])
+    assert result["launch"].startswith("S") and len(result["trials"]) == 2
+    for trial in result["trials"]:
+        assert set(trial) >= {"settings", "run_ids", "objective", "status", "launch", "ci"}
+        assert trial["settings"]["gae_lambda"] in (0.8, 0.95) and len(trial["run_ids"]) == 1
+        assert trial["ci"] is None  # one seed: no interval
+    assert result["best"]["objective"] == max(t["objective"] for t in result["trials"])
+    runs = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "pglab", "runs", "--json", "--store", str(tmp_path / "s.sqlite")],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+    )  # fmt: skip
+    rows = runs if isinstance(runs, list) else runs["runs"]
+    assert {r["seed"] for r in rows} == {4}
+    assert all(r["worker_pid"] == os.getpid() and r["worker_host"] for r in rows)
