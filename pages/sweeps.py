@@ -26,7 +26,7 @@ def live_sweeps(store_path: str) -> dict[str, Sweep]:
 
 sweeps = live_sweeps(str(store.path))
 
-with st.expander("New sweep", icon=":material/add:", expanded=not sweeps):
+with st.expander("New sweep", icon=":material/add:", expanded=not view.records(store, sweeps)):
     text = st.text_area("Spec (JSON)", value=view.EXAMPLE_SPEC, height=230, key="sw:spec")
     st.caption(
         '`grid` {field: [values]} or `search` {field: {"low", "high", "log"}} with `trials`; '
@@ -92,7 +92,7 @@ def sweep_panel() -> None:
     if frame.empty:
         st.info("Starting: no trial yet.")
     else:
-        if frame["objective"].notna().sum() >= 1:
+        if view.swept_fields(record) and frame["objective"].notna().any():
             st.plotly_chart(view.parallel_coordinates(record), key="sw:parcoords")
         st.dataframe(
             frame,
