@@ -288,3 +288,38 @@ def test_cli_json_last_line(tmp_path, capsys):
     rows = runs if isinstance(runs, list) else runs["runs"]
     assert {r["seed"] for r in rows} == {4}
     assert all(r["worker_pid"] == os.getpid() and r["worker_host"] for r in rows)
+
+
+def _wait(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_pause_resume_and_stop_the_whole_sweep(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    spec = parse_spec({**GRID, "budget": 5_000_000, "grid": {"gae_lambda": [0.8, 0.9, 0.95]}})
+    sweep = Sweep(spec, store)  # 6 runs on 2 threads: 4 wait queued
+    sweep.start()
+    assert _wait(lambda: sum(r.env_steps > 0 for r in store.list_runs()) >= 2)
+    sweep.pause()
+    assert sweep.status == "paused"
+    assert _wait(lambda: {r.status for r in store.list_runs()} == {"paused"})
+    time.sleep(1.0)  # a pause lands between updates: the one under way still finishes
+    steps = {r.id: r.env_steps for r in store.list_runs()}
+    time.sleep(1.0)
+    assert {r.id: r.env_steps for r in store.list_runs()} == steps  # nothing trains
+    sweep.resume()
+    assert _wait(lambda: sum(r.status == "running" for r in store.list_runs()) == 2)
+    t0 = time.monotonic()
+    sweep.stop()
+    sweep.join(30)
+    assert time.monotonic() - t0 < 10
+    result = sweep.result()
+    assert result["status"] == "stopped"
+    assert {t["status"] for t in result["trials"]} == {"stopped"}
+    assert {r.status for r in store.list_runs()} == {"stopped"}
+    assert json.loads(sweep.record_path.read_text())["status"] == "stopped"

@@ -120,6 +120,10 @@ def _stop_within_seconds(store):
             break
         time.sleep(0.1)
     assert len(ids) == 2 and all(store.get_run(i).status == "running" for i in ids), sweep.error
+    sweep.pause()  # through the control actor: each worker pauses between two updates
+    assert _until(lambda: {store.get_run(i).status for i in ids} == {"paused"})
+    sweep.resume()
+    assert _until(lambda: {store.get_run(i).status for i in ids} == {"running"})
     t0 = time.monotonic()
     sweep.stop()
     sweep.join(60)
@@ -129,6 +133,15 @@ def _stop_within_seconds(store):
         run = store.get_run(run_id)
         assert run.status == "stopped" and 0 < run.env_steps < 5_000_000
         assert store.load_checkpoint(run_id) is not None
+
+
+def _until(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _free_port() -> int:
