@@ -69,17 +69,25 @@ def test_ray_grid_sweep_in_workers_survives_a_killed_worker_and_stops_in_seconds
 def _grid_with_a_kill(spec, store, budget):
     sweep = Sweep(spec, store, executor="ray")
     sweep.start()
+    # Pause the sweep once a run trains, then kill the worker of a run it caught mid-way: the
+    # pause makes "mid-way" certain whatever the machine's speed (a paused run has flushed
+    # its rows and is short of its budget), then the sweep resumes without that worker.
     victim = None
     deadline = time.monotonic() + 120
-    while victim is None and time.monotonic() < deadline and sweep.status != "failed":
+    while victim is None and time.monotonic() < deadline and sweep.active:
+        if not any(r.status == "running" for r in store.list_runs()):
+            time.sleep(0.05)
+            continue
+        sweep.pause()
+        _until(lambda: not any(r.status == "running" for r in store.list_runs()), 10)
+        time.sleep(0.5)  # the last rows before the pause reach the store
         for r in store.list_runs():
-            # a run a worker has started to stream, well short of its budget
-            if r.status == "running" and r.worker_pid and 0 < r.env_steps <= budget // 2:
+            if r.status == "paused" and r.worker_pid and 0 < r.env_steps < budget:
                 assert r.worker_pid != os.getpid()
                 os.kill(r.worker_pid, signal.SIGKILL)
                 victim = r
                 break
-        time.sleep(0.05)
+        sweep.resume()
     sweep.join(180)
     assert victim is not None, f"no run to kill (sweep {sweep.status}: {sweep.error})"
     result = sweep.result()
