@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/reproduce.py", title="Reproduce", icon=":material/replay:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
     st.Page("pages/rlhf.py", title="RLHF Lab", icon=":material/thumbs_up_down:"),
+    st.Page("pages/sweeps.py", title="Sweeps", icon=":material/tune:"),
 ]
 
 page = st.navigation(PAGES)

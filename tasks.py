@@ -7,7 +7,9 @@
     python3 tasks.py dev     # the lab with the file watcher on: pages reload when you save
 
 Only the standard library is used here, so this file runs before anything is installed.
-The virtual environment is rebuilt only when a requirements file changes (a hash stamp).
+The virtual environment is rebuilt only when a requirements file or pyproject.toml changes (a
+hash stamp). pglab itself is installed into it editable (`pip install -e .`), so
+`.venv/bin/pglab ...` and `.venv/bin/python -m pglab ...` work from any directory.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ def setup(requirements: str) -> None:
         sys.exit(f"pglab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     req = ROOT / requirements
     digest = hashlib.sha256()
-    for name in sorted({requirements, "requirements.txt"}):
-        digest.update((ROOT / name).read_bytes())
+    for name in _stamped_files(requirements):
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
     stamp = VENV / f".stamp-{req.stem}"
     if stamp.exists() and stamp.read_text() == digest.hexdigest() and PY.exists():
         return
@@ -45,9 +47,29 @@ def setup(requirements: str) -> None:
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     _sh(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", req)
+    # pglab itself, editable: the console script and `import pglab` from anywhere. --no-deps:
+    # the pinned requirements above are the dependencies; pip must not re-resolve them.
+    _sh(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "-e", ".")
     # Compile the CPU training kernels now (cached on disk), not during the first run.
     _sh(PY, "-c", "import pglab.algos; pglab.algos.warm_up()")
     stamp.write_text(digest.hexdigest())
+
+
+def _stamped_files(requirements: str) -> list[str]:
+    """The files whose contents decide whether .venv is up to date: ``requirements`` with every
+    file it includes (``-r other.txt``, recursively), requirements.txt and pyproject.toml."""
+    seen: set[str] = set()
+    todo = [requirements, "requirements.txt"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in (ROOT / name).read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("-r", "--requirement"):
+                todo.append(parts[1])
+    return [*sorted(seen), "pyproject.toml"]
 
 
 def lab(args: list[str]) -> None:

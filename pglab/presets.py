@@ -19,7 +19,12 @@ without gSDE and normalisation the zoo settings are not known to work.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pglab.config import BaseConfig
@@ -248,15 +253,49 @@ _PRESETS = [
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 
 
+def user_presets(path: str | os.PathLike[str] | None = None) -> list[Preset]:
+    """User presets saved in the run store (e.g. a sweep trial promoted on the Sweeps page).
+
+    Read through a read-only connection, so listing them never creates or changes a store;
+    none when the store (default: :func:`pglab.store.default_store_path`) does not exist yet.
+    """
+    from pglab.store import default_store_path
+
+    db = Path(path) if path is not None else default_store_path()
+    if not db.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
+            rows = c.execute(
+                "SELECT name, algo, env_id, settings, description, source FROM presets "
+                "ORDER BY created_at, name"
+            ).fetchall()
+    except sqlite3.Error:  # a store from before user presets: it has none
+        return []
+    return [
+        Preset(name, algo, env_id, json.loads(settings), description or "A user preset.", source)
+        for name, algo, env_id, settings, description, source in rows
+    ]
+
+
 def presets_for(algo: str, env_id: str | None = None) -> list[Preset]:
-    """Presets of ``algo`` (for ``env_id`` only, when given), in declaration order."""
-    return [p for p in _PRESETS if p.algo == algo and (env_id is None or p.env_id == env_id)]
+    """Presets of ``algo`` (for ``env_id`` only, when given): the library's in declaration
+    order, then the user's (:func:`user_presets`)."""
+    return [
+        p
+        for p in [*_PRESETS, *user_presets()]
+        if p.algo == algo and (env_id is None or p.env_id == env_id)
+    ]
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"preset: {name!r} is not a preset (one of {', '.join(PRESETS)})")
-    return PRESETS[name]
+    """A library preset, else a user preset of that name."""
+    if name in PRESETS:
+        return PRESETS[name]
+    for preset in user_presets():
+        if preset.name == name:
+            return preset
+    raise ValueError(f"preset: {name!r} is not a preset (one of {', '.join(PRESETS)})")
 
 
 def ladder(env_id: str, total_steps: int) -> list[tuple[str, str, dict[str, Any]]]:

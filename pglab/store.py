@@ -17,6 +17,8 @@ invocation (``train --seeds 0-4``) or one sweep trial. ``worker_pid``/``worker_h
 process that trained the run (the engine thread's process, or a Ray worker). Older stores are
 migrated in place when opened (columns added, nothing rewritten).
     metrics(run_id, update_idx, data JSON)      -- one wide row per update
+    presets(name, algo, env_id, settings JSON, description, source, created_at)
+                                                -- user presets (e.g. a promoted sweep trial)
 
 Metrics are stored wide (one JSON object per update) rather than long (one row per metric):
 a run of ~400 updates x ~25 metrics is 400 rows to read and ``json.loads``, which builds the
@@ -98,6 +100,15 @@ CREATE TABLE IF NOT EXISTS runs (
     worker_host TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS presets (
+    name TEXT PRIMARY KEY,
+    algo TEXT NOT NULL,
+    env_id TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    description TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
     update_idx INTEGER NOT NULL,
@@ -710,6 +721,65 @@ class Store:
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         with contextlib.suppress(FileNotFoundError):
             self.checkpoint_path(run_id).unlink()
+
+    # -- user presets ----------------------------------------------------------------------------
+    def save_preset(
+        self,
+        name: str,
+        algo: str,
+        env_id: str,
+        settings: dict[str, Any],
+        description: str = "",
+        source: str = "",
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Store a named user preset (config fields without ``env_id``), validated first.
+
+        Train lists it beside the library presets (:func:`pglab.presets.presets_for`).
+        """
+        from pglab.algos import make_config
+        from pglab.presets import PRESETS
+
+        name = str(name).strip()
+        if not (0 < len(name) <= 64 and all(c.isalnum() or c in "-_." for c in name)):
+            raise ValueError(
+                f"name: {name!r} is not allowed (1 to 64 letters, digits, '-', '_' or '.')"
+            )
+        if name in PRESETS:
+            raise ValueError(f"name: {name!r} is a library preset; choose another name")
+        settings = {k: v for k, v in settings.items() if k != "env_id"}
+        make_config(algo, {**settings, "env_id": env_id})  # ValueError naming the field
+        with self._write() as conn:
+            if (
+                not replace
+                and conn.execute("SELECT 1 FROM presets WHERE name = ?", (name,)).fetchone()
+            ):
+                raise ValueError(f"name: a user preset {name!r} exists already")
+            conn.execute(
+                "INSERT OR REPLACE INTO presets (name, algo, env_id, settings, description, "
+                "source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, algo, env_id, json.dumps(settings), description, source, time.time()),
+            )
+
+    def list_presets(self) -> list[dict[str, Any]]:
+        """User presets, oldest first: dicts of name, algo, env_id, settings, description,
+        source."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT name, algo, env_id, settings, description, source FROM presets "
+                "ORDER BY created_at, name"
+            )
+            .fetchall()
+        )
+        keys = ("name", "algo", "env_id", "settings", "description", "source")
+        return [{**dict(zip(keys, r)), "settings": json.loads(r[3])} for r in rows]
+
+    def delete_preset(self, name: str) -> None:
+        with self._write() as conn:
+            if conn.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount == 0:
+                raise ValueError(f"preset: no user preset {name!r} in {self.path}")
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint_path(self, run_id: str) -> Path:

@@ -12,4 +12,5 @@ BENCHES = {
     "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
     "rlhf": "pglab.benchmarks.rlhf",  # RLHF Lab: time/samples to KL(pi||pi*) <= 0.05, win rates
     "cuda": "pglab.benchmarks.cuda",  # every algorithm on cuda vs cpu; PPO at 8/64/1024 envs
+    "sweep": "pglab.benchmarks.sweep",  # Ray executor vs local threads: throughput, start-up
 }

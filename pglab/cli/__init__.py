@@ -21,6 +21,7 @@ _MODULES = [
     "pglab.cli.compare",
     "pglab.cli.rlhf",
     "pglab.cli.reproduce",
+    "pglab.cli.sweep",
 ]
 
 
