@@ -18,8 +18,8 @@ interrupted seed never pulls a trial's score with a curve cut short; ``n`` says 
 Pruning uses the same score on each run's curve cut at ``x <= step`` (the budget taken as
 ``step`` for ``auc`` and the censoring), aggregated over the trial's seeds first.
 
-Note for the lead: pglab/stats.py (#12) brings a shared bootstrap CI and IQM; :func:`iqm` and
-:func:`bootstrap_ci` here are a small local stand-in meant to be replaced by it.
+:func:`iqm` and :func:`bootstrap_ci` are :mod:`pglab.stats`'s (the Compare page's statistics),
+in the shape the sweep's tables want.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from pglab import stats
 
 X_KEY, Y_KEY = "time/env_steps", "rollout/return_last20"
 N_BOOT = 2000
@@ -72,28 +74,23 @@ def run_score(
 
 
 def iqm(scores: Sequence[float]) -> float:
-    """Interquartile mean: the mean after dropping ``floor(n/4)`` values at each end."""
-    s = np.sort(np.asarray(scores, dtype=float))
-    if s.size == 0:
+    """Interquartile mean of the seeds' scores (:func:`pglab.stats.iqm`)."""
+    if len(scores) == 0:
         raise ValueError("iqm: no scores")
-    k = s.size // 4
-    return float(s[k : s.size - k].mean())
+    return float(stats.iqm(np.asarray(scores, dtype=float)))
 
 
 def bootstrap_ci(
     scores: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of the IQM over ``scores`` (resampled with replacement)."""
-    s = np.asarray(scores, dtype=float)
-    if s.size < 2:
+    """Percentile bootstrap CI of the IQM over the seeds (:func:`pglab.stats.bootstrap_ci`);
+    None for fewer than 2 scores."""
+    if len(scores) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, s.size, size=(n_boot, s.size))
-    samples = np.sort(s[idx], axis=1)
-    k = s.size // 4
-    stats = samples[:, k : s.size - k].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+    est = stats.bootstrap_ci(
+        np.asarray(scores, dtype=float), "iqm", reps=n_boot, confidence=level, seed=seed
+    )
+    return est.lo, est.hi
 
 
 @dataclass(frozen=True)
