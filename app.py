@@ -14,11 +14,7 @@ PAGES = [
 
 page = st.navigation(PAGES)
 with st.sidebar:
-    try:
-        from pglab import ui
+    from pglab import ui
 
-        n_active = len(ui.get_registry().active_ids())
-        st.caption(f"{n_active} run(s) training in this lab" if n_active else "No run is training")
-    except (ImportError, ValueError) as exc:  # the engine or store is unavailable
-        st.caption(f"Run engine unavailable: {exc}")
+    ui.sidebar_status()  # live count, refreshed every second while runs train
 page.run()

@@ -22,7 +22,7 @@ Thresholds and their sources (:data:`THRESHOLDS`):
 - **Explained variance below 0, sustained.** ``1 - Var(R - V) / Var(R) < 0`` means the critic
   predicts worse than a constant (SB3's ``explained_variance``: "ev=0 => might as well have
   predicted zero ... ev<0 => worse than just predicting zero"); a few negative updates early are normal, so the flag
-  needs the median of the last 20 updates below 0, and is silent once the task is solved
+  needs the median of the last 20 updates below -0.05 (an untrained critic sits at ~0), and is silent once the task is solved
   (every return the same: Var(R) ~ 0 makes the ratio meaningless).
 - **Entropy collapse early.** The policy's entropy below 10% of where it started while less
   than a quarter of the budget is spent and the task is not solved: the policy stopped
@@ -56,7 +56,7 @@ THRESHOLDS: dict[str, float] = {
     "kl_over_target": 1.5,  # x target_kl / kl_target (Spinning Up, SB3, PPO paper sec. 4)
     "kl_clip_ppo": 0.03,  # clip PPO without a target: in the 0.02-0.05 rule-of-thumb range
     "clip_fraction": 0.3,
-    "explained_variance": 0.0,  # median of the last EV_WINDOW updates below this
+    "explained_variance": -0.05,  # median of the last EV_WINDOW updates below this
     "entropy_fraction": 0.1,  # entropy below this share of its starting value...
     "entropy_early": 0.25,  # ...while less than this share of the budget is spent
     "grad_snr": 0.1,
