@@ -1,8 +1,12 @@
 """The live path in a real browser: Debian's chromium (Playwright) against `streamlit run`.
 
 One server, one flow: open the lab, launch PPO on CartPole (2 seeds) from Train, see the live
-return chart gain points while it trains, stop it, open Compare and select the runs, see the
-95% band; no JavaScript console errors and no "missing ScriptRunContext" in the server log.
+return chart gain points while it trains and the sidebar count them; the smoothing slider
+changes the drawn line; Pause then Resume, and Stop, each show within the stated 1.5 s
+(times ``PGLAB_LATENCY_MARGIN``, default 2, on a loaded CI machine: the measured values are
+printed); a reload keeps the stopped runs on screen; open Compare and select the runs, see
+the 95% band; no JavaScript console errors and no "missing ScriptRunContext" in the server
+log.
 Screenshots of every page go to ``artifacts/screenshots/``; with
 ``PGLAB_UPDATE_SCREENSHOT=1`` the Train one also replaces ``docs/screenshot.png`` (README).
 
@@ -13,6 +17,7 @@ Skipped with a reason where /usr/bin/chromium is absent, unless ``PGLAB_REQUIRE_
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -177,6 +182,59 @@ def test_launch_watch_stop_compare_in_chromium(server):
     assert not errors, errors
 
 
+# The return chart's traces with their drawn y values and opacity.
+_RETURN_LINES = """() => {
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const title = ((el.layout && el.layout.title && el.layout.title.text) || '')
+      .replace(/<[^>]*>/g, '');
+    if (title.startsWith('Episode return') && el.getBoundingClientRect().height > 0) {
+      return (el._fullData || []).map(d => ({name: d.name, opacity: d.opacity,
+                                             y: Array.from(d.y || [])}));
+    }
+  }
+  return null;
+}"""
+LATENCY_S = 1.5 * float(os.environ.get("PGLAB_LATENCY_MARGIN", "2"))
+
+
+def _click_latency(page, button: str, shows, what: str) -> float:
+    target = page.get_by_role("button", name=button, exact=True).first
+    target.wait_for(state="visible")
+    t0 = time.monotonic()
+    target.click(timeout=10_000, force=True)  # the panel redraws every second: never "stable"
+    shows().first.wait_for(state="visible", timeout=20_000)
+    dt = time.monotonic() - t0
+    print(f"{what}: {dt:.2f} s from click to visible")
+    assert dt <= LATENCY_S, f"{what} took {dt:.2f} s to show (limit {LATENCY_S:.1f} s)"
+    return dt
+
+
+def _roughness(y: list[float]) -> float:
+    """Mean absolute step of a line: lower when smoother."""
+    return sum(abs(b - a) for a, b in itertools.pairwise(y)) / max(1, len(y) - 1)
+
+
+def _check_smoothing(page) -> None:
+    """Smoothing 0 draws one full-opacity raw line a run; 0.99 adds a much smoother line
+    over a faint raw one."""
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("Home")  # smoothing 0
+    lines = _wait_for(
+        lambda: (t := page.evaluate(_RETURN_LINES)) and len(t) == 2 and t, 30, "raw lines only"
+    )
+    assert all(t["opacity"] == 1 for t in lines), lines
+    raw = max(_roughness(t["y"]) for t in lines)
+    slider.focus()
+    slider.press("End")  # smoothing 0.99
+    lines = _wait_for(
+        lambda: (t := page.evaluate(_RETURN_LINES)) and len(t) == 4 and t, 30, "smoothed lines"
+    )
+    smooth = [t for t in lines if t["opacity"] == 1]
+    assert len(smooth) == 2 and all(t["opacity"] < 1 for t in lines if t not in smooth)
+    assert max(_roughness(t["y"]) for t in smooth) < 0.5 * raw, (raw, smooth)
+
+
 def _flow(page, base: str) -> None:
     from playwright.sync_api import Error as PlaywrightError
 
@@ -202,7 +260,19 @@ def _flow(page, base: str) -> None:
     first = _wait_for(lambda: _points(page, "Episode return"), 90, "the first return points")
     _wait_for(lambda: _points(page, "Episode return") > first, 60, "more return points")
     assert page.get_by_text("running").count() > 0
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("2 run(s) active in this lab").wait_for(timeout=15_000)
     _shot(page, "train")
+    _check_smoothing(page)
+
+    _click_latency(
+        page, "Pause", lambda: page.get_by_role("button", name="Resume", exact=True), "Pause"
+    )
+    assert page.get_by_text("paused").count() > 0 and page.get_by_text("ETA").count() == 1
+    # resumed: both runs have a Pause button again
+    resumed = page.get_by_role("button", name="Pause", exact=True).nth(1)
+    _click_latency(page, "Resume", lambda: resumed, "Resume")
+    _click_latency(page, "Stop", lambda: page.get_by_text("stopped"), "Stop")
 
     def stop_all() -> bool:
         stop = page.get_by_role("button", name="Stop")
@@ -216,6 +286,10 @@ def _flow(page, base: str) -> None:
 
     _wait_for(stop_all, 45, "both runs to stop")
     _shot(page, "train-stopped")
+    page.reload()  # a new session: the runs come back from the URL's launch id
+    page.get_by_role("heading", name="Train").first.wait_for()
+    _wait_for(lambda: page.get_by_text("stopped").count() >= 2, 60, "stopped runs after reload")
+    sidebar.get_by_text("No run is training").wait_for(timeout=15_000)
 
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
     page.get_by_role("heading", name="Compare").first.wait_for()

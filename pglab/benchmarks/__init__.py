@@ -9,5 +9,6 @@ BENCHES = {
     "training": "pglab.benchmarks.training",  # PPO zoo CartPole vs SB3, grad-diagnostic cost, targets
     "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
     "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
-    "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+    "ui": "pglab.benchmarks.ui",  # server-side rerun times only (AppTest); see "browser"
+    "browser": "pglab.benchmarks.browser",  # real server + Chromium: points, ws, long tasks, clicks
 }
