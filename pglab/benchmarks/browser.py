@@ -132,23 +132,38 @@ def launch_from_train(page: Any, base: str, algo: str, seeds: int, steps: int) -
     settle(page)
 
 
-def click_latency(page: Any, button: str, shows: Callable[[], Any], timeout_s: float = 30) -> float:
-    """Seconds from a click on the first ``button`` to ``shows()`` (a locator) being visible;
-    ``inf`` when it did not show within ``timeout_s``."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+# Click the index-th button labelled `label` and time, in the page's own clock, until the
+# new state is on screen: `want` is "text:..." (that text shown) or a button label that must
+# be there at least `count` times. -1: no such button; Infinity: not shown within timeout.
+CLICK_JS = """async ([label, index, want, count, timeoutMs]) => {
+  const buttons = t => [...document.querySelectorAll('button')]
+    .filter(b => b.innerText.trim() === t);
+  const shown = () => want.startsWith('text:')
+    ? document.body.innerText.includes(want.slice(5)) : buttons(want).length >= count;
+  const b = buttons(label)[index];
+  if (!b) return -1;
+  const t0 = performance.now();
+  b.click();
+  return await new Promise(resolve => {
+    const iv = setInterval(() => {
+      const dt = performance.now() - t0;
+      if (shown()) { clearInterval(iv); resolve(dt / 1000); }
+      else if (dt > timeoutMs) { clearInterval(iv); resolve(Infinity); }
+    }, 10);
+  });
+}"""
 
-    target = page.get_by_role("button", name=button, exact=True).first
-    try:
-        target.wait_for(state="visible", timeout=30_000)
-    except PlaywrightTimeout:
-        return float("nan")  # no such button (an earlier click did not land)
-    t0 = time.monotonic()
-    try:
-        target.click(timeout=int(timeout_s * 1000), force=True)  # redrawn every second
-        shows().first.wait_for(state="visible", timeout=int(timeout_s * 1000))
-    except PlaywrightTimeout:
-        return float("inf")
-    return time.monotonic() - t0
+
+def click_latency(
+    page: Any, label: str, want: str, count: int = 1, index: int = 0, timeout_s: float = 30
+) -> float:
+    """Seconds from the click on the ``index``-th button ``label`` to the new state being
+    visible (``want``: ``"text:..."`` or a button label present ``count`` times), timed in
+    the page (the click is the DOM event, not Playwright's input pipeline); ``inf`` when it
+    did not show within ``timeout_s``, ``nan`` when there was no such button."""
+    page.get_by_role("button", name=label, exact=True).first.wait_for(timeout=60_000)
+    dt = page.evaluate(CLICK_JS, [label, index, want, count, timeout_s * 1000])
+    return float("nan") if dt == -1 else float(dt)
 
 
 def _window(page: Any, seconds: float) -> dict[str, float]:
@@ -228,12 +243,9 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
                 page.wait_for_timeout(max(0, int((t_launch + mark - time.monotonic()) * 1000)))
                 points, visible, charts = _points(page)
                 win = _window(page, 10.0)
-                pause = click_latency(
-                    page, "Pause", lambda: page.get_by_role("button", name="Resume", exact=True)
-                )
-                resume = click_latency(
-                    page, "Resume", lambda: page.get_by_role("button", name="Pause", exact=True)
-                )
+                n_pause = page.get_by_role("button", name="Pause", exact=True).count()
+                pause = click_latency(page, "Pause", "Resume")
+                resume = click_latency(page, "Resume", "Pause", count=n_pause)
                 row = {
                     "points": points,
                     "visible_points": visible,
@@ -275,9 +287,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             )
             page.goto(live_url)
             page.get_by_role("heading", name="Train").first.wait_for(timeout=90_000)
-            out["stop_s"] = click_latency(
-                page, "Stop", lambda: page.get_by_text("stopped", exact=False)
-            )
+            out["stop_s"] = click_latency(page, "Stop", "text:· stopped ·")
             log(f"Stop {out['stop_s']:.2f} s")
             out["page_errors"] = errors[:5]
             store.close()

@@ -29,7 +29,7 @@ from pglab.ui.common import ACTIVE, COLORS
 
 CHART_POINTS = 800  # per small chart, shared by its runs: 9 charts + the return chart < 10k
 RETURN_POINTS = 1200
-CHART_REFRESH_S = 2.5  # charts take new rows this often; the controls every second
+CHART_REFRESH_S = 5.0  # charts take new rows this often; the controls every second
 MAX_WATCHED = 12  # runs drawn at once; the Runs page lists the rest
 X_AXES = {
     "env steps": "time/env_steps",
@@ -316,13 +316,14 @@ def _held(
     columns: dict[str, dict[str, np.ndarray]], state: tuple[Any, ...], key: str
 ) -> dict[str, dict[str, np.ndarray]]:
     """The columns cut to the row counts of the last chart refresh, for up to
-    :data:`CHART_REFRESH_S` seconds while the runs and their statuses stay the same.
+    :data:`CHART_REFRESH_S` seconds while the same runs are shown.
 
     The controls refresh every second; the charts take new rows only every few seconds.
     Between two refreshes each chart is rebuilt from the same rows, so it serialises to the
     same bytes: Streamlit then sends a reference to its cached message (or the frontend
-    finds the spec unchanged), and the browser redraws nothing. A click, a status change or
-    a new view setting (another rerun key) refreshes at once.
+    finds the spec unchanged), and the browser redraws nothing; so a click on Pause costs
+    the browser a button, not ten charts. New view settings (smoothing, axis, log) apply
+    at once, to the held rows; a run that ends draws its last rows with the full rerun.
     """
     now = time.monotonic()
     held = st.session_state.get(f"{key}:held")
@@ -352,7 +353,7 @@ def render_charts(
 
     x_name = X_AXES.get(x_axis, "time/env_steps")
     columns = {r.id: live_columns(registry, r.id) for r in records}
-    columns = _held(columns, (tuple(r.id for r in records), tuple(r.status for r in records)), key)
+    columns = _held(columns, tuple(r.id for r in records), key)
     colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
     algos = {r.algo for r in records}
     algo = next(iter(algos)) if len(algos) == 1 else "*"
