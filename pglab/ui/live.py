@@ -316,14 +316,14 @@ def _held(
     columns: dict[str, dict[str, np.ndarray]], state: tuple[Any, ...], key: str
 ) -> dict[str, dict[str, np.ndarray]]:
     """The columns cut to the row counts of the last chart refresh, for up to
-    :data:`CHART_REFRESH_S` seconds while the same runs are shown.
+    :data:`CHART_REFRESH_S` seconds while the same runs are shown and none has ended.
 
     The controls refresh every second; the charts take new rows only every few seconds.
     Between two refreshes each chart is rebuilt from the same rows, so it serialises to the
     same bytes: Streamlit then sends a reference to its cached message (or the frontend
     finds the spec unchanged), and the browser redraws nothing; so a click on Pause costs
     the browser a button, not ten charts. New view settings (smoothing, axis, log) apply
-    at once, to the held rows; a run that ends draws its last rows with the full rerun.
+    at once, to the held rows; a run that ends draws its last rows at once.
     """
     now = time.monotonic()
     held = st.session_state.get(f"{key}:held")
@@ -353,7 +353,8 @@ def render_charts(
 
     x_name = X_AXES.get(x_axis, "time/env_steps")
     columns = {r.id: live_columns(registry, r.id) for r in records}
-    columns = _held(columns, tuple(r.id for r in records), key)
+    # Pause and Resume keep the held rows; a run that ends (or starts) refreshes them.
+    columns = _held(columns, tuple((r.id, r.status in ACTIVE) for r in records), key)
     colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
     algos = {r.algo for r in records}
     algo = next(iter(algos)) if len(algos) == 1 else "*"
