@@ -212,10 +212,10 @@ def _latency_limit() -> float:
     return 1.5 * max(margin, min(5.0, per_core))
 
 
-def _click_latency(page, label: str, want: str, what: str, count: int = 1) -> float:
+def _click_latency(page, label: str, want: str, what: str) -> float:
     from pglab.benchmarks.browser import click_latency
 
-    dt = click_latency(page, label, want, count)
+    dt = click_latency(page, label, want)
     limit = _latency_limit()
     print(f"{what}: {dt:.2f} s from click to visible (limit {limit:.1f} s)")
     assert dt <= limit, f"{what} took {dt:.2f} s to show (limit {limit:.1f} s)"
@@ -282,7 +282,7 @@ def _flow(page, base: str) -> None:
     # the paused run says so and has no ETA; the other still shows one
     text = page.evaluate("() => document.body.innerText")
     assert "· paused ·" in text and text.count(" · ETA ") == 1, text
-    _click_latency(page, "Resume", "Pause", "Resume", count=2)  # both runs can pause again
+    _click_latency(page, "Resume", "Pause", "Resume")  # one more Pause button: it runs again
     _click_latency(page, "Stop", "text:· stopped ·", "Stop")
 
     def stop_all() -> bool:

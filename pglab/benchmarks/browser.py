@@ -133,36 +133,36 @@ def launch_from_train(page: Any, base: str, algo: str, seeds: int, steps: int) -
 
 
 # Click the index-th button labelled `label` and time, in the page's own clock, until the
-# new state is on screen: `want` is "text:..." (that text shown) or a button label that must
-# be there at least `count` times. -1: no such button; Infinity: not shown within timeout.
-CLICK_JS = """async ([label, index, want, count, timeoutMs]) => {
+# new state is on screen: one more `want` than before the click, where `want` is
+# "text:..." (occurrences of that text) or a button label. -1: no such button; Infinity:
+# not shown within the timeout.
+CLICK_JS = """async ([label, index, want, timeoutMs]) => {
   const buttons = t => [...document.querySelectorAll('button')]
-    .filter(b => b.innerText.trim() === t);
-  const shown = () => want.startsWith('text:')
-    ? document.body.innerText.includes(want.slice(5)) : buttons(want).length >= count;
+    .filter(b => b.innerText.trim() === t && b.getBoundingClientRect().height > 0);
+  const count = () => want.startsWith('text:')
+    ? document.body.innerText.split(want.slice(5)).length - 1 : buttons(want).length;
   const b = buttons(label)[index];
   if (!b) return -1;
+  const before = count();
   const t0 = performance.now();
   b.click();
   return await new Promise(resolve => {
     const iv = setInterval(() => {
       const dt = performance.now() - t0;
-      if (shown()) { clearInterval(iv); resolve(dt / 1000); }
+      if (count() > before) { clearInterval(iv); resolve(dt / 1000); }
       else if (dt > timeoutMs) { clearInterval(iv); resolve(Infinity); }
     }, 10);
   });
 }"""
 
 
-def click_latency(
-    page: Any, label: str, want: str, count: int = 1, index: int = 0, timeout_s: float = 30
-) -> float:
+def click_latency(page: Any, label: str, want: str, index: int = 0, timeout_s: float = 30) -> float:
     """Seconds from the click on the ``index``-th button ``label`` to the new state being
-    visible (``want``: ``"text:..."`` or a button label present ``count`` times), timed in
+    visible (one more ``want`` than before: ``"text:..."`` or a button label), timed in
     the page (the click is the DOM event, not Playwright's input pipeline); ``inf`` when it
     did not show within ``timeout_s``, ``nan`` when there was no such button."""
     page.get_by_role("button", name=label, exact=True).first.wait_for(timeout=60_000)
-    dt = page.evaluate(CLICK_JS, [label, index, want, count, timeout_s * 1000])
+    dt = page.evaluate(CLICK_JS, [label, index, want, timeout_s * 1000])
     return float("nan") if dt == -1 else float(dt)
 
 
@@ -243,9 +243,8 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
                 page.wait_for_timeout(max(0, int((t_launch + mark - time.monotonic()) * 1000)))
                 points, visible, charts = _points(page)
                 win = _window(page, 10.0)
-                n_pause = page.get_by_role("button", name="Pause", exact=True).count()
                 pause = click_latency(page, "Pause", "Resume")
-                resume = click_latency(page, "Resume", "Pause", count=n_pause)
+                resume = click_latency(page, "Resume", "Pause")
                 row = {
                     "points": points,
                     "visible_points": visible,

@@ -197,7 +197,7 @@ def _controls(registry: Any, rec: Any, sps: float | None) -> None:
     elif rec.status == "paused":
         pause.button("Resume", key=f"resume:{rec.id}", on_click=registry.resume, args=(rec.id,))
     if rec.status in ACTIVE:
-        stop.button("Stop", key=f"stop:{rec.id}", on_click=registry.stop, args=(rec.id,))
+        stop.button("Stop", key=f"stop:{rec.id}", on_click=_stop, args=(registry, rec.id))
     if rec.status == "failed":
         st.error(f"{rec.name} failed: {rec.error or 'no reason recorded'}")
     elif rec.status == "interrupted":
@@ -216,6 +216,13 @@ def render_controls(registry: Any, run_ids: Sequence[str], hidden: int = 0) -> b
     if hidden:
         st.caption(f"{hidden} more active run(s) are not drawn here: see the Runs page.")
     return any(r.status in ACTIVE for r in records)
+
+
+def _stop(registry: Any, run_id: str) -> None:
+    """Stop, then wait up to 1 s for the run to end (it lands within one env step; the
+    checkpoint is saved after), so the rerun the click starts already shows "stopped"."""
+    registry.stop(run_id)
+    registry.wait(run_id, 1.0)
 
 
 def _run_row(registry: Any, rec: Any) -> None:
