@@ -23,11 +23,7 @@ try:
 except ImportError:
     pass
 with st.sidebar:
-    try:
-        from pglab import ui
+    from pglab import ui
 
-        n_active = len(ui.get_registry().active_ids())
-        st.caption(f"{n_active} run(s) training in this lab" if n_active else "No run is training")
-    except Exception as exc:  # the engine or store is unavailable: pages say why, in full
-        st.caption(f"Run engine unavailable: {str(exc).splitlines()[0][:200] if str(exc) else exc}")
+    ui.sidebar_status()  # live count, refreshed every second while runs train
 page.run()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pglab import ui
+from pglab import labels, ui
 from pglab.algos import get_trainer_class, make_config
 from pglab.envs import available_envs, env_info
 
@@ -41,9 +41,18 @@ if preset in presets:
 
 variant_fields = ui.VARIANT_FIELDS.get(algo, ())
 variant = ui.config_widgets(cls, variant_fields) if variant_fields else {}
+inactive = labels.inactive_fields(algo, ui.widget_settings(cls), env_id)
 with st.expander("Hyperparameters (hover the ? for the equation each one changes)"):
     others = [f.name for f in cls.fields() if f.name not in variant_fields]
-    knobs = ui.config_widgets(cls, others)
+    knobs = ui.config_widgets(cls, others, inactive=inactive)
+    if inactive:
+        reasons: dict[str, list[str]] = {}
+        for name, why in inactive.items():
+            reasons.setdefault(why, []).append(labels.field_label(algo, name))
+        st.caption(
+            "Hidden, no effect here: "
+            + "; ".join(f"{', '.join(n)} ({why})" for why, n in reasons.items())
+        )
 
 if steps_key not in st.session_state:
     st.session_state[steps_key] = int(cls.field("total_steps").default)
@@ -62,32 +71,33 @@ if launch:
     try:
         seeds = ui.check_seeds(n_seeds, first_seed)
         config = make_config(algo, {**variant, **knobs, "env_id": env_id, "total_steps": steps})
-        group = f"{ui.variant_label(algo, config.to_dict())} · {env_id}"
-        st.session_state["train:runs"] = ui.launch_group(
-            registry, algo, config, seeds, device, group
-        )
+        group = f"{labels.variant_title(algo, config.to_dict())} · {env_id}"
+        ids = ui.launch_group(registry, algo, config, seeds, device, group)
+        ui.remember_launch(ids, registry.record(ids[0]).launch)
     except ValueError as exc:  # names the field, the value and the allowed range
         st.error(str(exc))
+    else:
+        st.rerun()  # the sidebar above was drawn before the launch: redraw it with the runs
 
 st.subheader("Live")
-watched = st.session_state.get("train:runs") or [
-    i for i in registry.active_ids() if getattr(ui.safe_record(registry, i), "algo", "") != "rlhf"
-]  # RLHF runs have no Gymnasium env: the RLHF Lab page shows them
-frozen = st.toggle(
-    "Pause live updates",
-    key="train:frozen",
-    help="Stop refreshing the charts so you can zoom and hover; training keeps going.",
-)
+watched, hidden = ui.watched_runs(registry)
+frozen = st.toggle("Freeze the charts (training keeps going)", key="train:frozen")
 active = any(
     (r := ui.safe_record(registry, i)) is not None and r.status in ui.ACTIVE for i in watched
 )
-every = 1.0 if active and not frozen else None
 
 
-@st.fragment(run_every=every)
+# One timed fragment for the whole panel: two timed fragments on one page trip a Streamlit
+# frontend bug (stale-node cleanup scoped to the other fragment's run), which leaves stale
+# duplicates of the charts on screen. A click in the panel reruns only this fragment, at
+# once; the timer is 2 s because every refresh costs the training threads GIL time and
+# the browser a redraw (on 2 cores a 1 s refresh halved the runs' throughput).
+@st.fragment(run_every=2.0 if active and not frozen else None)
 def live_panel() -> None:
-    still_active = ui.render_live(registry, watched)
-    if every is not None and not still_active:
+    still_active = ui.render_controls(registry, watched, hidden)
+    smoothing, x_axis = ui.view_controls()
+    ui.render_charts(registry, watched, smoothing, x_axis)
+    if active and not still_active:
         st.rerun()  # a full rerun switches the timer off once nothing runs
 
 

@@ -35,10 +35,12 @@ end, so an interrupted run keeps a policy. A full disk ends a run ``failed`` ("d
 the rows written before are kept); a store file deleted under a run ends it ``failed`` ("store
 file removed: ...") at the next flush instead of writing into the void.
 
-Stop and pause: a stop is checked between updates and before every environment step (the
-trainer's ``env_step`` is wrapped), so it lands within one env step, not one update; the
-half-collected update is dropped, the finished ones are kept, and the policy is checkpointed.
-A pause takes effect between updates, so no update's ``time/sps`` includes paused time.
+Stop and pause: both are checked between updates and, through the trainer's ``control`` hook
+(:meth:`~pglab.algos.base.Trainer.poll`), before every environment step and after every PPO
+minibatch, so they land within one env step or one gradient step, not one update (a PPO
+update of 64 x 1024 steps and 100 epochs takes minutes). A stopped run drops its half-done
+update, keeps the finished ones and checkpoints the policy. A pause mid-update blocks inside
+it; the paused seconds are left out of that update's ``time/sps`` and ``time/wall_s``.
 
 Failures: :class:`~pglab.algos.NonFiniteError` ends the run ``failed`` with the trainer's plain
 message ("loss/policy became nan at update 37 - try a smaller learning rate"); any other
@@ -216,20 +218,31 @@ def _where(exc: BaseException) -> str:
     return f"{Path(fs.filename).name}:{fs.lineno} in {fs.name}"
 
 
-def _watch_steps(trainer: Trainer, run: _Run) -> None:
-    """Make a stop land within one env step: check the stop flag before each ``env_step``.
+def _control(run: _Run, on_pause: Callable[[], None]) -> Callable[[], float]:
+    """The trainer's :attr:`~pglab.algos.base.Trainer.control` hook for ``run``.
 
-    An instance attribute shadows the method for this trainer only; the update being
-    collected is abandoned, which is harmless because the run is ending.
+    Called at every env step and every PPO minibatch: raises :class:`_Stopped` once a stop is
+    asked for; while the run is paused, flushes the rows so far (``on_pause``), answers
+    "Watch the agent" requests and blocks until resume or stop, returning the seconds it
+    blocked (left out of the update's ``time/sps``). The half-done update of a stopped run is
+    dropped; its weights are the last gradient step's.
     """
-    inner = trainer.env_step
 
-    def env_step(actions: Any) -> Any:
+    def control() -> float:
         if run.stop_evt.is_set():
             raise _Stopped
-        return inner(actions)
+        if run.go_evt.is_set():
+            return 0.0
+        t0 = time.perf_counter()
+        on_pause()
+        while not run.go_evt.wait(0.05):  # set again by resume() or stop()
+            if run.state_request.is_set() and run.trainer is not None:
+                _answer_state_request(run, run.trainer)
+        if run.stop_evt.is_set():
+            raise _Stopped
+        return time.perf_counter() - t0
 
-    trainer.env_step = env_step  # type: ignore[method-assign]
+    return control
 
 
 def _train(
@@ -270,7 +283,7 @@ def _train(
     try:
         trainer = make_trainer(run.algo, run.config, run.seed, run.device)
         run.trainer = trainer
-        _watch_steps(trainer, run)
+        trainer.control = _control(run, flush)
         with run.lock:
             if run.status == "queued":
                 run.status = "running"
@@ -596,7 +609,8 @@ class Registry:
         return run
 
     def pause(self, run_id: str) -> None:
-        """Pause a queued or running run after its current update (no-op otherwise)."""
+        """Pause a queued or running run at its next env step or gradient step (no-op
+        otherwise)."""
         run = self._get(run_id)
         with run.lock:
             if run.status in ("queued", "running"):

@@ -7,6 +7,11 @@ number on a chart can be traced back to its definition here and to the line that
 A metric that does not apply to an algorithm (or to an update, e.g. no episode finished) is
 absent from that update's dict, never reported as a fake zero.
 
+What healthy values look like, and the thresholds at which the Train page raises a flag
+(approx KL above 1.5x the target, clip fraction above 0.3, explained variance below 0 for a
+sustained window, ...), live in :mod:`pglab.health` with their sources (Spinning Up's and
+SB3's 1.5 x target_kl early stop, the PPO implementation-details blog's debug variables).
+
 Notation: a batch holds B = T * N steps; ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)`` is the
 probability ratio; ``A_t`` the advantages the policy loss uses; ``R_t`` the value targets;
 ``V(s)`` the critic.

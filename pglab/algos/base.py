@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -90,6 +91,11 @@ class Trainer(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[BaseConfig]]
     uses_value: ClassVar[bool] = True
+    # Set by whoever drives the trainer (the run engine): called by poll() at cheap points
+    # inside an update. It raises to stop the run, or blocks while the run is paused and
+    # returns the seconds it blocked, which update() leaves out of time/wall_s and time/sps.
+    control: Callable[[], float] | None = None
+    _paused_s: float = 0.0
 
     def __init__(self, config: BaseConfig, seed: int = 0, device: str = "cpu"):
         if not isinstance(config, self.Config):
@@ -178,8 +184,9 @@ class Trainer(ABC):
         """Run one update and return its metrics (see :mod:`pglab.metrics` for the names)."""
         t0 = time.perf_counter()
         steps0 = self.env_steps
+        self._paused_s = 0.0
         metrics = self._update()
-        dt = time.perf_counter() - t0
+        dt = time.perf_counter() - t0 - self._paused_s
         self.wall_s += dt
         self.updates += 1
         for name, value in metrics.items():
@@ -194,6 +201,13 @@ class Trainer(ABC):
         metrics["time/wall_s"] = self.wall_s
         metrics["time/sps"] = (self.env_steps - steps0) / max(dt, 1e-9)
         return metrics
+
+    def poll(self) -> None:
+        """Let the driver stop or pause the run here (see :attr:`control`). Trainers call it
+        once per env step (in :meth:`env_step`) and once per gradient step, so Stop and
+        Pause land within one of those, not one whole update."""
+        if self.control is not None:
+            self._paused_s += self.control()
 
     def check_parameters(self) -> None:
         flat = getattr(self, "flat_params", None)  # trainers whose parameters share one buffer
@@ -319,6 +333,7 @@ class Trainer(ABC):
         self, actions: Tensor | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every env once. Returns (true next obs, rewards, terminated, truncated, reset obs)."""
+        self.poll()
         if isinstance(actions, Tensor):
             actions = actions.cpu().numpy()
         act = to_env_action(actions, self.act_space)

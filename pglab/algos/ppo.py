@@ -419,6 +419,7 @@ class PPO(Trainer):
                         self.check_finite(name, torch.tensor(x))
                     self.check_finite("gradient norm", torch.tensor(grad_norm))
                 self.optimizer.step()
+                self.poll()  # Stop / Pause land within one minibatch, not one update
                 step_stats.append((pg_loss, v_loss, entropy, grad_norm))
 
                 with torch.no_grad():

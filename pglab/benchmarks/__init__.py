@@ -9,7 +9,8 @@ BENCHES = {
     "training": "pglab.benchmarks.training",  # PPO zoo CartPole vs SB3, grad-diagnostic cost, targets
     "gradsamples": "pglab.benchmarks.gradsamples",  # per-episode gradient samples vs one backward
     "engine": "pglab.benchmarks.engine",  # SPS with a snapshot reader vs headless
-    "ui": "pglab.benchmarks.ui",  # Compare rerun, live fragment rerun, SPS with the page open
+    "ui": "pglab.benchmarks.ui",  # server-side rerun times only (AppTest); see "browser"
+    "browser": "pglab.benchmarks.browser",  # real server + Chromium: points, ws, long tasks, clicks
     "rlhf": "pglab.benchmarks.rlhf",  # RLHF Lab: time/samples to KL(pi||pi*) <= 0.05, win rates
     "cuda": "pglab.benchmarks.cuda",  # every algorithm on cuda vs cpu; PPO at 8/64/1024 envs
     "sweep": "pglab.benchmarks.sweep",  # Ray executor vs local threads: throughput, start-up

@@ -1,4 +1,9 @@
-"""UI benchmark: server-side rerun times of the pages and the cost of watching a run live.
+"""UI benchmark, server side only: rerun times of the pages and the cost of a live rerun.
+
+This is not what a user sees: it has no browser, no websocket and only short runs. The
+figures for a live demo (points in the DOM, websocket bytes, long tasks, click latency, SPS
+with the page open) come from ``python -m pglab bench --only browser``
+(:mod:`pglab.benchmarks.browser`).
 
 Measured in-process with Streamlit's AppTest (the same script runner ``streamlit run`` uses,
 minus the websocket), against a temporary store:

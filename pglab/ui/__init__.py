@@ -6,15 +6,16 @@
   ``fields()`` specs (defaults, allowed range, help text with the equation).
 - Chart helpers: plotly ``go.Scatter`` figures of fixed height, at most
   :data:`MAX_POINTS` points a trace, drawn under a stable key.
-- :func:`render_live`: the Train page's live panel (progress, Stop/Pause, charts); the page
-  wraps it in ``st.fragment(run_every=...)``.
+- :func:`render_controls` / :func:`render_charts`: the Train page's live panel (progress,
+  Stop/Pause; health flags and charts), each wrapped by the page in its own
+  ``st.fragment(run_every=...)``; :func:`sidebar_status`: the sidebar's live count.
 
 Worker threads never call ``st.*``: the panel pulls new points from the registry on each
 rerun. ``st.session_state`` holds only UI choices (widget values, which runs to watch).
 
 Modules, each named for its job: :mod:`~pglab.ui.common` (registry, store, safe calls),
 :mod:`~pglab.ui.widgets` (widgets from the config schema), :mod:`~pglab.ui.charts`,
-:mod:`~pglab.ui.live` (the live panel), :mod:`~pglab.ui.watch` (replay),
+:mod:`~pglab.ui.live` (the live panel: buffers, reduction, health flags), :mod:`~pglab.ui.watch` (replay),
 :mod:`~pglab.ui.compare` and :mod:`~pglab.ui.gradlab`. Pages use ``from pglab import ui`` and
 ``ui.NAME``: every public name is re-exported here.
 """
@@ -48,6 +49,7 @@ from pglab.ui.common import (  # noqa: F401
     presets_for,
     registry_or_stop,
     require_router,
+    sidebar_status,
     store_error,
 )
 from pglab.ui.compare import (  # noqa: F401
@@ -74,17 +76,27 @@ from pglab.ui.gradlab import (  # noqa: F401
     sweep_figure,
 )
 from pglab.ui.live import (  # noqa: F401
+    CHART_POINTS,
     LIVE_CHARTS,
+    X_AXES,
     _buffers_for,
     _controls,
     _LiveBuffers,
     fmt_eta,
+    live_columns,
     live_frame,
+    progress_text,
+    remember_launch,
+    render_charts,
+    render_controls,
+    render_health,
     render_live,
     run_label,
     runs_table,
     safe,
     safe_record,
+    view_controls,
+    watched_runs,
 )
 from pglab.ui.watch import _replay, _replay_state, watch_agent  # noqa: F401
 from pglab.ui.widgets import (  # noqa: F401
@@ -98,4 +110,5 @@ from pglab.ui.widgets import (  # noqa: F401
     hp_key,
     launch_group,
     variant_label,
+    widget_settings,
 )

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pglab import metrics as M
+from pglab.reduce import envelope
 from pglab.ui.common import CHART_HEIGHT, COLORS, MAX_POINTS, PLOTLY_CONFIG
 
 
@@ -42,7 +43,9 @@ def rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def base_layout(title: str, x_title: str, y_title: str, log_y: bool, height: int) -> dict[str, Any]:
+def base_layout(
+    title: str, x_title: str, y_title: str, log_y: bool, height: int, uirevision: str | None = None
+) -> dict[str, Any]:
     return {
         "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "height": height,
@@ -52,7 +55,7 @@ def base_layout(title: str, x_title: str, y_title: str, log_y: bool, height: int
         | ({"dtick": 1, "exponentformat": "power"} if log_y else {}),
         "legend": {"orientation": "h", "y": -0.25, "x": 0},
         "hovermode": "x unified",
-        "uirevision": title,  # keep the user's zoom across live updates
+        "uirevision": uirevision or title,  # keep the user's zoom across live updates
     }
 
 
@@ -65,13 +68,19 @@ def line_figure(
     log_y: bool = False,
     height: int = CHART_HEIGHT,
     hline: float | None = None,
+    uirevision: str | None = None,
 ) -> go.Figure:
-    """Lines from ``traces`` (dicts: x, y, name, color; optional width, opacity, showlegend)."""
+    """Lines from ``traces`` (dicts: x, y, name, color; optional width, opacity, showlegend,
+    legendgroup), at most :data:`MAX_POINTS` points each (min/max envelope beyond that; the
+    live panel reduces to far fewer first), sent as float32 (half the bytes of float64)."""
     data = []
     for t in traces:
-        x, y = downsample(np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float))
+        x, y = np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = envelope(x[ok], y[ok], MAX_POINTS)
+        x, y = x.astype(np.float32), y.astype(np.float32)
         if log_y:
-            y = np.where(y > 0, y, np.nan)  # log axes cannot show <= 0
+            y = np.where(y > 0, y, np.float32(np.nan))  # log axes cannot show <= 0
         data.append(
             {
                 "type": "scatter",
@@ -86,7 +95,7 @@ def line_figure(
                 "connectgaps": True,
             }
         )
-    layout = base_layout(title, x_title, y_title, log_y, height)
+    layout = base_layout(title, x_title, y_title, log_y, height, uirevision)
     if hline is not None:  # in the layout dict: add_hline() deep-copies the whole figure
         layout["shapes"] = [
             {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": hline, "y1": hline,

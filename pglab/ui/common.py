@@ -219,3 +219,31 @@ def install_host_check() -> bool:
             app.middleware_stack = _HostCheck(stack)
     _HOST_CHECK["installed"] = bool(apps)
     return bool(apps)
+
+
+def sidebar_status() -> None:
+    """The sidebar's live count of training runs, in a fragment that refreshes every second
+    while anything is active (call it inside ``with st.sidebar:``)."""
+    try:
+        registry = get_registry()
+        n_active = len(registry.active_ids())
+    except Exception as exc:  # the engine or store is unavailable: pages say why, in full
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        st.caption(f"Run engine unavailable: {first}")
+        return
+
+    @st.fragment(run_every=1.0 if n_active else None)
+    def live_count() -> None:
+        ids = registry.active_ids()
+        statuses = [registry.status(i) for i in ids]
+        if not ids:
+            st.caption("No run is training")
+            if n_active:
+                st.rerun()  # a full rerun switches this timer off
+            return
+        parts = [
+            f"{statuses.count(s)} {s}" for s in ("running", "paused", "queued") if s in statuses
+        ]
+        st.caption(f"{len(ids)} run(s) active in this lab: {', '.join(parts)}")
+
+    live_count()

@@ -1,6 +1,14 @@
-"""The Train page's live panel (progress, Stop/Pause, charts) and the runs table; the page
-wraps :func:`render_live` in ``st.fragment(run_every=...)``. Worker threads never call
-``st.*``: the panel pulls new points from the registry on each rerun."""
+"""The Train page's live panel: run controls, health flags and charts, each in its own
+``st.fragment`` so a click reruns only the small controls fragment.
+
+What reaches the browser is bounded by the screen, not by the run: every trace is reduced on
+the server (:mod:`pglab.reduce`: a min/max envelope of the raw rows plus the debiased EMA),
+to a per-chart budget of :data:`CHART_POINTS` points shared by the runs on it, sent as
+float32. A chart whose data did not change serialises to the same bytes, so Streamlit's
+message cache sends the browser a reference instead of the chart again (ForwardMsg cache,
+messages of 10 kB and more). Worker threads never call ``st.*``: the fragments pull new rows
+from the registry on each run.
+"""
 
 from __future__ import annotations
 
@@ -14,37 +22,82 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pglab.ui.charts import caption_for, line_figure, show_chart
+from pglab import health, labels, metrics
+from pglab.reduce import reduce_trace
+from pglab.ui.charts import line_figure, show_chart
 from pglab.ui.common import ACTIVE, COLORS
+
+CHART_POINTS = 800  # per small chart, shared by its runs: 9 charts + the return chart < 10k
+RETURN_POINTS = 1200
+CHART_REFRESH_S = 5.0  # charts take new rows this often; the controls every second
+MAX_WATCHED = 12  # runs drawn at once; the Runs page lists the rest
+X_AXES = {
+    "env steps": "time/env_steps",
+    "updates": "time/updates",
+    "training time (s)": "time/wall_s",
+}
+SMOOTH_KEY, X_KEY = "live:smoothing", "live:x"
 
 
 # -- live metrics --------------------------------------------------------------------------------
+class _Columns:
+    """One run's metric rows as growing float arrays (NaN where a row lacks a metric)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.n = 0
+        self.cap = 0
+        self.cols: dict[str, np.ndarray] = {}
+
+    def extend(self, rows: list[dict[str, float]]) -> None:
+        need = self.n + len(rows)
+        if need > self.cap:  # amortised doubling: O(1) a row, no copy of the whole history
+            self.cap = max(64, 2 * need)
+            for name, a in self.cols.items():
+                grown = np.full(self.cap, np.nan)
+                grown[: self.n] = a[: self.n]
+                self.cols[name] = grown
+        for row in rows:
+            for name, value in row.items():
+                col = self.cols.get(name)
+                if col is None:
+                    col = self.cols[name] = np.full(self.cap, np.nan)
+                col[self.n] = value
+            self.n += 1
+
+    def view(self) -> dict[str, np.ndarray]:
+        return {k: v[: self.n] for k, v in self.cols.items()}
+
+
 class _LiveBuffers:
     """Columnar copies of each run's metric rows, grown incrementally with a cursor.
 
     Shared across sessions (a run's curve is the same for every viewer); guarded by a lock
-    because several sessions' fragments may pull at once.
+    because several sessions' fragments may pull at once. Readers get read-only views.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[int, dict[str, list[float]], int]] = {}
+        self._runs: dict[str, _Columns] = {}
+
+    def columns(self, registry: Any, run_id: str) -> tuple[dict[str, np.ndarray], int]:
+        """``({metric: values}, rows so far)`` of ``run_id``."""
+        with self._lock:
+            c = self._runs.setdefault(run_id, _Columns())
+            try:  # the registry's memory for its own runs, the store for older ones
+                rows, cursor = registry.snapshot(run_id, c.cursor)
+            except ValueError:  # deleted meanwhile
+                rows, cursor = [], c.cursor
+            if cursor < c.cursor:  # the run's history was trimmed or reset: start over
+                c = self._runs[run_id] = _Columns()
+                rows, cursor = registry.snapshot(run_id, 0)
+            c.extend(rows)
+            c.cursor = cursor
+            return c.view(), c.n
 
     def frame(self, registry: Any, run_id: str) -> pd.DataFrame:
-        with self._lock:
-            cursor, cols, n = self._runs.get(run_id, (0, {}, 0))
-            try:  # the registry's memory for its own runs, the store for older ones
-                rows, cursor = registry.snapshot(run_id, cursor)
-            except ValueError:  # deleted meanwhile
-                rows = []
-            for row in rows:
-                for name in row.keys() - cols.keys():
-                    cols[name] = [math.nan] * n
-                for name, col in cols.items():
-                    col.append(row.get(name, math.nan))
-                n += 1
-            self._runs[run_id] = (cursor, cols, n)
-            return pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in cols.items()})
+        cols, _ = self.columns(registry, run_id)
+        return pd.DataFrame({k: v.copy() for k, v in cols.items()})
 
     def forget(self, run_id: str) -> None:
         with self._lock:
@@ -56,25 +109,62 @@ def _buffers_for(store_path: str) -> _LiveBuffers:
     return _LiveBuffers()
 
 
+def live_columns(registry: Any, run_id: str) -> dict[str, np.ndarray]:
+    """All metric values of ``run_id`` so far, by name, read incrementally (do not modify)."""
+    return _buffers_for(str(registry.store.path)).columns(registry, run_id)[0]
+
+
 def live_frame(registry: Any, run_id: str) -> pd.DataFrame:
     """All metric rows of ``run_id`` so far (columns = metric names), read incrementally."""
     return _buffers_for(str(registry.store.path)).frame(registry, run_id)
 
 
-# (title, metrics, log scale): the live panel's small multiples after the return chart.
-LIVE_CHARTS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
-    ("Policy loss", ("loss/policy",), False),
-    ("Value loss", ("loss/value",), False),
-    ("Gradient variance (log)", ("diag/grad_var",), True),
-    ("Gradient SNR (log)", ("diag/grad_snr",), True),
-    ("Approx. KL", ("diag/approx_kl",), False),
-    ("Clip fraction", ("diag/clip_fraction",), False),
-    ("Entropy", ("policy/entropy",), False),
-    ("Explained variance", ("diag/explained_variance",), False),
-    ("Steps per second", ("time/sps",), False),
+# (metric, log scale by default, log scale offered): the small multiples after the return.
+LIVE_CHARTS: tuple[tuple[str, bool, bool], ...] = (
+    ("loss/policy", False, False),
+    ("loss/value", False, True),
+    ("diag/grad_var", True, True),
+    ("diag/grad_snr", True, True),
+    ("diag/approx_kl", False, True),
+    ("trpo/kl", False, True),
+    ("diag/clip_fraction", False, False),
+    ("policy/entropy", False, False),
+    ("diag/explained_variance", False, False),
+    ("time/sps", False, False),
 )
 
 
+# -- which runs the Train page shows -------------------------------------------------------------
+def remember_launch(run_ids: Sequence[str], launch: str | None) -> None:
+    """Add a Launch click's runs to this session's list and its launch id to the URL, so a
+    reload (a new session) finds them again."""
+    runs = [*st.session_state.get("train:runs", []), *run_ids]
+    st.session_state["train:runs"] = list(dict.fromkeys(runs))
+    if launch:
+        old = [x for x in st.query_params.get("launches", "").split(",") if x]
+        st.query_params["launches"] = ",".join([*old, launch][-8:])
+
+
+def watched_runs(registry: Any) -> tuple[list[str], int]:
+    """Runs the Train page shows: those launched from it in this browser session (kept in
+    the session, and in the URL's ``launches`` across reloads) and any still active, the
+    newest :data:`MAX_WATCHED`; and how many more active runs were left out."""
+    ids = list(st.session_state.get("train:runs", []))
+    launches = {x for x in st.query_params.get("launches", "").split(",") if x}
+    if launches and not ids:  # a reload: the session is new, the URL is not
+        ids = [r.id for r in reversed(registry.store.list_runs()) if r.launch in launches]
+        ids = sorted(ids, key=lambda i: registry.store.get_run(i).created_at)
+        st.session_state["train:runs"] = ids
+    active = [
+        i
+        for i in registry.active_ids()
+        if i not in ids and getattr(safe_record(registry, i), "algo", "") != "rlhf"
+    ]  # RLHF runs have no Gymnasium env: the RLHF Lab page shows them
+    shown = [*ids, *active]
+    return shown[-MAX_WATCHED:], max(0, len(shown) - MAX_WATCHED)
+
+
+# -- controls ------------------------------------------------------------------------------------
 def fmt_eta(eta_s: float | None) -> str:
     if eta_s is None or not math.isfinite(eta_s):
         return "ETA -"
@@ -83,92 +173,263 @@ def fmt_eta(eta_s: float | None) -> str:
     return f"ETA {eta_s / 60:.1f} min"
 
 
-def _controls(registry: Any, rec: Any, frame: pd.DataFrame) -> None:
-    """Progress bar with ETA, status, Pause/Resume and Stop for one run.
+def progress_text(rec: Any, sps: float | None) -> str:
+    """``name · status · 12,345/100,000 steps · return 42.0 · ETA 3 s``.
 
-    ``ETA = (total_steps - env_steps) / SPS`` with SPS = env steps per training second so far
-    (the same rule as ``Registry.progress``, from the rows already read: no extra query).
+    The count never reads above its budget: a run's last update may overshoot it, shown as
+    ``103,023 steps (budget 100,000)``. A paused or queued run has no ETA.
     """
-    frac, steps = rec.fraction, rec.env_steps
-    eta = ""
-    if rec.status in ("running", "paused") and len(frame) and "time/wall_s" in frame.columns:
-        wall = float(frame["time/wall_s"].iloc[-1])
-        sps = float(frame["time/env_steps"].iloc[-1]) / wall if wall > 0 else 0.0
-        eta = fmt_eta(max(0, rec.total_steps - steps) / sps if sps > 0 else None)
-    ret = "-" if rec.final_return is None else f"{rec.final_return:.1f}"
-    text = f"**{rec.name}** · {rec.status} · {steps:,}/{rec.total_steps:,} steps · return {ret}"
+    steps, total = rec.env_steps, rec.total_steps
+    count = (
+        f"{steps:,}/{total:,} steps" if steps <= total else f"{steps:,} steps (budget {total:,})"
+    )
+    status = {"queued": "queued (waiting for a free core)"}.get(rec.status, rec.status)
+    parts = [f"**{rec.name}**", status, count]
+    if rec.final_return is not None and math.isfinite(rec.final_return):
+        parts.append(f"return {rec.final_return:.1f}")
+    if rec.status == "running":
+        parts.append(fmt_eta(max(0, total - steps) / sps if sps else None))
+    return " · ".join(parts)
+
+
+def _controls(registry: Any, rec: Any, sps: float | None) -> None:
+    """Progress bar and text, Pause/Resume and Stop for one run."""
     bar, pause, stop = st.columns([8, 1, 1], vertical_alignment="bottom")
-    bar.progress(min(1.0, max(0.0, float(frac))), text=f"{text} · {eta}" if eta else text)
+    bar.progress(min(1.0, max(0.0, float(rec.fraction))), text=progress_text(rec, sps))
     if rec.status in ("running", "queued"):
         pause.button("Pause", key=f"pause:{rec.id}", on_click=registry.pause, args=(rec.id,))
     elif rec.status == "paused":
         pause.button("Resume", key=f"resume:{rec.id}", on_click=registry.resume, args=(rec.id,))
     if rec.status in ACTIVE:
-        stop.button("Stop", key=f"stop:{rec.id}", on_click=registry.stop, args=(rec.id,))
+        stop.button("Stop", key=f"stop:{rec.id}", on_click=_stop, args=(registry, rec.id))
     if rec.status == "failed":
         st.error(f"{rec.name} failed: {rec.error or 'no reason recorded'}")
     elif rec.status == "interrupted":
         st.warning(f"{rec.name} was interrupted: {rec.error or ''}")
 
 
-def render_live(registry: Any, run_ids: Sequence[str], key: str = "live") -> bool:
-    """Draw progress, controls and the live charts of ``run_ids``; True if any is active."""
+def render_controls(registry: Any, run_ids: Sequence[str], hidden: int = 0) -> bool:
+    """Progress and Stop/Pause of ``run_ids``; True if any is active. Cheap: no charts."""
     records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
     if not records:
         st.info("No runs to show yet: choose settings above and press **Launch**.")
         return False
-    frames = {r.id: live_frame(registry, r.id) for r in records}
     for rec in records:
-        _controls(registry, rec, frames[rec.id])
-    colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
+        with st.container():  # one block a run, whatever its status shows
+            _run_row(registry, rec)
+    if hidden:
+        st.caption(f"{hidden} more active run(s) are not drawn here: see the Runs page.")
+    return any(r.status in ACTIVE for r in records)
 
-    def traces(metric: str, **style: Any) -> list[dict[str, Any]]:
-        out = []
-        for r in records:
-            f = frames[r.id]
-            if metric in f.columns and "time/env_steps" in f.columns:
-                ok = np.isfinite(f[metric].to_numpy())
-                if ok.any():
-                    out.append(
-                        {
-                            "x": f["time/env_steps"].to_numpy()[ok],
-                            "y": f[metric].to_numpy()[ok],
-                            "name": r.name,
-                            "color": colors[r.id],
-                            **style,
-                        }
-                    )
+
+def _stop(registry: Any, run_id: str) -> None:
+    """Stop, then wait up to 1 s for the run to end (it lands within one env step; the
+    checkpoint is saved after), so the rerun the click starts already shows "stopped"."""
+    registry.stop(run_id)
+    registry.wait(run_id, 1.0)
+
+
+def _run_row(registry: Any, rec: Any) -> None:
+    """One run's controls; SPS = env steps per training second so far (as
+    ``Registry.progress``), from the rows already read."""
+    sps = None
+    if rec.status == "running":
+        cols = live_columns(registry, rec.id)
+        wall, steps = cols.get("time/wall_s"), cols.get("time/env_steps")
+        if wall is not None and len(wall) and wall[-1] > 0:
+            sps = float(steps[-1]) / float(wall[-1])
+    _controls(registry, rec, sps)
+
+
+# -- charts --------------------------------------------------------------------------------------
+def view_controls() -> tuple[float, str]:
+    """Smoothing and x-axis choice of the live charts (session state; defaults 0.6, steps)."""
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    smoothing = c1.slider(
+        "Smoothing",
+        min_value=0.0,
+        max_value=0.99,
+        value=0.6,
+        step=0.01,
+        key=SMOOTH_KEY,
+        help="Exponential moving average with TensorBoard's debiasing: "
+        "s_k = m_k / (1 - w^k), m_k = w m_(k-1) + (1 - w) y_k. 0 = raw data. "
+        "The raw data stays drawn faint behind the smoothed line.",
+    )
+    x_axis = c2.radio("X axis", list(X_AXES), horizontal=True, key=X_KEY)
+    return float(smoothing), str(x_axis)
+
+
+def _traces(
+    records: Sequence[Any],
+    columns: dict[str, dict[str, np.ndarray]],
+    metric: str,
+    x_name: str,
+    smoothing: float,
+    budget: int,
+    colors: dict[str, str],
+) -> list[dict[str, Any]]:
+    with_data = [
+        r for r in records if metric in columns[r.id] and np.isfinite(columns[r.id][metric]).any()
+    ]
+    out: list[dict[str, Any]] = []
+    if not with_data:
         return out
+    per_run = max(8, budget // len(with_data))
+    for r in with_data:
+        cols = columns[r.id]
+        if x_name not in cols:
+            continue
+        (rx, ry), smooth = reduce_trace(cols[x_name], cols[metric], smoothing, per_run)
+        faint = smooth is not None
+        out.append(
+            {"x": rx, "y": ry, "name": r.name, "color": colors[r.id], "legendgroup": r.id,
+             "width": 1 if faint else 2, "opacity": 0.3 if faint else 1.0,
+             "showlegend": not faint}
+        )  # fmt: skip
+        if smooth is not None:
+            out.append(
+                {"x": smooth[0], "y": smooth[1], "name": r.name, "color": colors[r.id],
+                 "legendgroup": r.id, "width": 2.2}
+            )  # fmt: skip
+    return out
 
+
+def render_health(records: Sequence[Any], columns: dict[str, dict[str, np.ndarray]]) -> None:
+    """Health flags of the runs, one box per kind of flag (naming the runs that raise it)."""
     from pglab.envs import env_info
 
-    raw = traces("rollout/ep_return_mean", width=1, opacity=0.35, showlegend=False)
-    smooth = traces("rollout/return_last20", width=2.5)
+    seen: dict[str, tuple[health.Flag, list[str]]] = {}
+    for r in records:
+        flags = health.check(
+            columns.get(r.id, {}),
+            r.algo,
+            r.config,
+            status=r.status,
+            error=r.error,
+            reward_threshold=env_info(r.env_id).reward_threshold,
+        )
+        for f in flags:
+            seen.setdefault(f.key, (f, []))[1].append(r.name)
+    if not seen:
+        st.caption(
+            ":material/check_circle: No health flags: KL, clip fraction, explained variance, "
+            "entropy, gradient SNR, value loss and return all look normal so far."
+        )
+        return
+    for flag, names in seen.values():
+        who = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+        box = st.error if flag.level == "error" else st.warning
+        box(f"{who}: {flag.text()}", icon=":material/health_and_safety:")
+
+
+def _held(
+    columns: dict[str, dict[str, np.ndarray]], state: tuple[Any, ...], key: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """The columns cut to the row counts of the last chart refresh, for up to
+    :data:`CHART_REFRESH_S` seconds while the same runs are shown and none has ended.
+
+    The controls refresh every second; the charts take new rows only every few seconds.
+    Between two refreshes each chart is rebuilt from the same rows, so it serialises to the
+    same bytes: Streamlit then sends a reference to its cached message (or the frontend
+    finds the spec unchanged), and the browser redraws nothing; so a click on Pause costs
+    the browser a button, not ten charts. New view settings (smoothing, axis, log) apply
+    at once, to the held rows; a run that ends draws its last rows at once.
+    """
+    now = time.monotonic()
+    held = st.session_state.get(f"{key}:held")
+    if held is None or held[0] != state or now - held[1] >= CHART_REFRESH_S:
+        held = (state, now, {rid: len(next(iter(c.values()), ())) for rid, c in columns.items()})
+        st.session_state[f"{key}:held"] = held
+    counts = held[2]
+    return {
+        rid: {name: a[: counts.get(rid, len(a))] for name, a in c.items()}
+        for rid, c in columns.items()
+    }
+
+
+def render_charts(
+    registry: Any,
+    run_ids: Sequence[str],
+    smoothing: float = 0.6,
+    x_axis: str = "env steps",
+    key: str = "live",
+) -> bool:
+    """Health flags, the return chart and the diagnostics of ``run_ids``; True if any is
+    active."""
+    records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
+    if not records:
+        return False
+    from pglab.envs import env_info
+
+    x_name = X_AXES.get(x_axis, "time/env_steps")
+    columns = {r.id: live_columns(registry, r.id) for r in records}
+    # Pause and Resume keep the held rows; a run that ends (or starts) refreshes them.
+    columns = _held(columns, tuple((r.id, r.status in ACTIVE) for r in records), key)
+    colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
+    algos = {r.algo for r in records}
+    algo = next(iter(algos)) if len(algos) == 1 else "*"
+    # Each block that varies in length sits in a container of its own, so the elements
+    # after it keep their positions (delta paths) from one refresh to the next: a shift
+    # makes Streamlit draw the new chart beside the stale old one (duplicates, blanks).
+    with st.container():
+        render_health(records, columns)
+
     threshold = env_info(records[0].env_id).reward_threshold
+    ret = _traces(
+        records, columns, "rollout/ep_return_mean", x_name, smoothing, RETURN_POINTS, colors
+    )
     fig = line_figure(
-        raw + smooth,
-        title="Episode return: raw (faint) and mean of the last 20 episodes",
+        ret,
+        title="Episode return",
+        x_title=x_axis,
         y_title="return",
         height=320,
         hline=threshold if len({r.env_id for r in records}) == 1 else None,
+        uirevision=f"{key}:return:{x_axis}",
     )
     show_chart(fig, f"{key}:return")
-    st.caption(caption_for("rollout/return_last20"))
+    st.caption(labels.chart_caption(algo, "rollout/return_last20"))
     cols = st.columns(3)
     k = 0
-    for title, names, log_y in LIVE_CHARTS:
-        data = traces(names[0])
+    for metric, log_default, log_offered in LIVE_CHARTS:
+        data = _traces(records, columns, metric, x_name, smoothing, CHART_POINTS, colors)
         if not data:
             continue  # a metric the algorithm does not report is absent, not zero
         with cols[k % 3]:
+            log_y = log_default
+            title = metrics.label(metric)
+            if log_offered:
+                log_y = st.toggle("log scale", value=log_default, key=f"{key}:log:{metric}")
             for d in data:
                 d["showlegend"] = False
-            show_chart(line_figure(data, title=title, log_y=log_y), f"{key}:{names[0]}")
-            st.caption(caption_for(names[0]))
+            fig = line_figure(
+                data,
+                title=title + (" (log)" if log_y else ""),
+                x_title=x_axis,
+                log_y=log_y,
+                uirevision=f"{key}:{metric}:{x_axis}:{log_y}",
+            )
+            show_chart(fig, f"{key}:{metric}")
+            st.caption(labels.chart_caption(algo, metric))
         k += 1
     return any(r.status in ACTIVE for r in records)
 
 
+def render_live(
+    registry: Any,
+    run_ids: Sequence[str],
+    key: str = "live",
+    smoothing: float = 0.6,
+    x_axis: str = "env steps",
+) -> bool:
+    """Controls and charts together (one fragment): for benchmarks and simple embeddings."""
+    active = render_controls(registry, run_ids)
+    render_charts(registry, run_ids, smoothing, x_axis, key)
+    return active
+
+
+# -- small helpers -------------------------------------------------------------------------------
 def safe_record(registry: Any, run_id: str) -> Any:
     """The run's freshest record, or None if it was deleted."""
     try:

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from pglab.config import BaseConfig, FieldInfo
+from pglab.labels import choice_label, field_label
 from pglab.ui.common import PAGE_FIELDS, VARIANT_FIELDS, presets_for
 
 
@@ -32,12 +33,13 @@ def hp_key(algo: str, name: str) -> str:
 
 
 def field_help(info: FieldInfo) -> str:
-    """Help text of a widget: what it does, the equation it changes, what it accepts."""
+    """Help text of a widget: what it does, the equation it changes, what it accepts, and
+    the config field's name (as the CLI's ``--set`` and the exports spell it)."""
     parts = [info.spec.help]
     if info.spec.equation:
         parts.append(f"`{info.spec.equation}`")
     allowed = info.spec.describe() + (" or empty (off)" if info.optional else "")
-    parts.append(f"Allowed: {allowed}. Default: `{info.default}`.")
+    parts.append(f"Allowed: {allowed}. Default: `{info.default}`. Field: `{info.name}`.")
     return "\n\n".join(parts)
 
 
@@ -72,39 +74,59 @@ def field_widget(algo: str, info: FieldInfo, container: Any = st) -> Any:
         )
     helptext = field_help(info)
     spec = info.spec
+    label = field_label(algo, info.name)
     if spec.log and info.type is float:
         # Step sizes span decades (3e-4, 1e-2): a text field typed as "3e-4" keeps every
         # digit, where a number input's float formatting can round a small value to 0.
         value = st.session_state[key]
         if not isinstance(value, str):
             st.session_state[key] = "" if value is None else f"{value:g}"
-        return container.text_input(info.name, key=key, help=helptext)
+        return container.text_input(label, key=key, help=helptext)
     if spec.choices is not None:
-        return container.selectbox(info.name, list(spec.choices), key=key, help=helptext)
+        return container.selectbox(
+            label,
+            list(spec.choices),
+            key=key,
+            help=helptext,
+            format_func=lambda v: choice_label(info.name, v),
+        )
     if info.type is bool:
-        return container.checkbox(info.name, key=key, help=helptext)
+        return container.checkbox(label, key=key, help=helptext)
     if info.type is int:
-        return container.number_input(info.name, step=1, key=key, help=helptext)
+        return container.number_input(label, step=1, key=key, help=helptext)
     if info.type is float:
         default = info.default if isinstance(info.default, float) else 0.0
         return container.number_input(
-            info.name,
+            label,
             step=_float_step(default),
             format="%g",
             key=key,
             help=helptext,
             placeholder="empty = off" if info.optional else None,
         )
-    return container.text_input(info.name, key=key, help=helptext)
+    return container.text_input(label, key=key, help=helptext)
+
+
+def widget_settings(config_cls: type[BaseConfig]) -> dict[str, Any]:
+    """The settings the widgets hold now (defaults where a widget was never drawn)."""
+    algo = config_cls.algo
+    return {
+        i.name: st.session_state.get(hp_key(algo, i.name), i.default) for i in config_cls.fields()
+    }
 
 
 def config_widgets(
-    config_cls: type[BaseConfig], names: Iterable[str] | None = None, columns: int = 3
+    config_cls: type[BaseConfig],
+    names: Iterable[str] | None = None,
+    columns: int = 3,
+    inactive: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Widgets for ``names`` (default: every field but the page's own) in a grid; returns
-    ``{name: value}`` as the widgets hold them (validation happens in the config)."""
+    ``{name: value}`` as the widgets hold them (validation happens in the config).
+    ``inactive`` fields (no effect for the chosen variant, see
+    :func:`pglab.labels.inactive_fields`) are not drawn and keep their defaults."""
     infos = {i.name: i for i in config_cls.fields()}
-    hidden = (*PAGE_FIELDS, *config_cls.unused_fields)
+    hidden = (*PAGE_FIELDS, *config_cls.unused_fields, *inactive)
     wanted = [n for n in (names or infos) if n in infos and n not in hidden]
     cols = st.columns(columns)
     return {
