@@ -25,7 +25,9 @@ from pglab.sweep import Sweep, parse_spec
 from pglab.sweep.ray_executor import RayExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"num_envs": 4, "n_steps": 64, "batch_size": 128, "n_epochs": 1}
+# Slow enough per update (32 minibatch steps) that a run is still mid-way when the pause lands,
+# even with the compiled CPU path (an update of one epoch at batch 128 is ~3 ms).
+TINY = {"num_envs": 4, "n_steps": 64, "batch_size": 32, "n_epochs": 4}
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def ray_env(tmp_path, monkeypatch):
 
 
 def test_ray_grid_sweep_in_workers_survives_a_killed_worker_and_stops_in_seconds(tmp_path, ray_env):
-    budget = 6144
+    budget = 16384
     spec = parse_spec(
         {
             "algo": "ppo",

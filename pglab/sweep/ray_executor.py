@@ -293,8 +293,8 @@ class RayExecutor:
     def _handle(self, run: _RayRun, message: tuple[Any, ...]) -> tuple[str, str | None] | None:
         kind = message[0]
         if kind == "rows":
-            rows = message[1]
-            self.store.append_metrics(run.id, rows)
+            rows, latest = message[1], message[2]
+            self.store.append_metrics(run.id, rows, latest=latest)
             with run.rows_lock:
                 run.rows.extend(rows)
         elif kind == "status":

@@ -7,8 +7,8 @@ the task yields to the driver::
 
     ("worker", pid, host)          first, before the trainer is built
     ("status", status, error)      running / paused / the final status
-    ("rows", [row, ...])           update rows, at least every FLUSH_INTERVAL_S
-    ("checkpoint", state_dict)     once, at the end of a finished or stopped run
+    ("rows", [row, ...], latest)   kept update rows (and the newest), every FLUSH_INTERVAL_S
+    ("checkpoint", state_dict)     every CHECKPOINT_EVERY updates and at the run's end
 
 The worker never opens the store file: a cluster node needs only ``pip install pglab``.
 Pause, resume and stop come from the driver through a :class:`Control` actor that the task
@@ -57,9 +57,14 @@ class _Sink:
     def __init__(self) -> None:
         self.messages: queue.Queue[tuple[Any, ...]] = queue.Queue()
 
-    def append_metrics(self, run_id: str, rows: list[dict[str, float]]) -> None:
-        if rows:
-            self.messages.put(("rows", list(rows)))
+    def append_metrics(
+        self, run_id: str, rows: list[dict[str, float]], latest: dict[str, float] | None = None
+    ) -> None:
+        if rows or latest is not None:  # latest: the newest update, even if decimated away
+            self.messages.put(("rows", list(rows), latest))
+
+    def check_present(self) -> None:
+        """The driver owns the store file and checks it; the worker has none to lose."""
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
         self.messages.put(("status", status, error))
