@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from pglab import health, labels, metrics
 from pglab.reduce import reduce_trace
-from pglab.ui.charts import line_figure, show_chart
+from pglab.ui.charts import line_figure, reference_traces, show_chart
 from pglab.ui.common import ACTIVE, COLORS
 
 CHART_POINTS = 800  # per small chart, shared by its runs: 9 charts + the return chart < 10k
@@ -388,6 +389,8 @@ def render_charts(
         hline=threshold if len({r.env_id for r in records}) == 1 else None,
         uirevision=f"{key}:return:{x_axis}",
     )
+    if x_name == "time/env_steps":  # the preset's expected curve, faint, behind the runs
+        fig = go.Figure(data=[*_reference_traces(records), *fig.data], layout=fig.layout)
     show_chart(fig, f"{key}:return")
     st.caption(labels.chart_caption(algo, "rollout/return_last20"))
     cols = st.columns(3)
@@ -414,6 +417,21 @@ def render_charts(
             st.caption(labels.chart_caption(algo, metric))
         k += 1
     return any(r.status in ACTIVE for r in records)
+
+
+def _reference_traces(records: Sequence[Any]) -> list[go.Scatter]:
+    """Reference bands (:mod:`pglab.reference`) of the presets the shown runs came from, each
+    once: the p10-p90 band and median of that preset's multi-seed study, so a teacher sees at
+    a glance whether a run is normal."""
+    from pglab.reference import band_for_run
+
+    seen, out = set(), []
+    for r in records:
+        band = safe(band_for_run, r.algo, r.config)
+        if band is not None and band.preset not in seen:
+            seen.add(band.preset)
+            out.extend(reference_traces(band))
+    return out
 
 
 def render_live(
