@@ -1,6 +1,6 @@
 """Peak RSS of one update against ``pglab.budget.estimate``.
 
-    python docs/readme/i14_peak.py ALGO '{"field": value, ...}'
+    python docs/peak_memory.py ALGO '{"field": value, ...}'
 
 Prints the growth of the process's peak RSS over one ``update()`` of a built trainer, next to
 the estimate the launch check uses.
