@@ -44,7 +44,10 @@ def test_init_params_as_text_and_list_agree():
         ({"init_params": [1.0, 2.0]}, "init_params: 2 numbers given; .* has 4 parameters"),
         ({"init_params": "1,x,2,3"}, "init_params: item 1"),
         ({"init_params": [1.0, float("inf"), 0.0, 0.0]}, "init_params: item 1 is inf"),
-        ({"init_params": [0.0] * 4, "n_layers": 2}, "init_params: only for a linear/tabular policy"),
+        (
+            {"init_params": [0.0] * 4, "n_layers": 2},
+            "init_params: only for a linear/tabular policy",
+        ),
     ],
 )
 def test_bad_init_params_are_refused_with_one_line(kw, message):
