@@ -120,7 +120,7 @@ def test_corridor_job_runs_in_the_background_and_stops_between_chunks(tmp_path):
 
 
 def test_trained_job_stop_ends_the_current_run(tmp_path):
-    from pglab.reproduce import Job
+    from pglab.reproduce import TABLE1_LR, Job
 
     store = Store(tmp_path / "runs.sqlite")
     job = Job("ppo-table1", store, runs=1, total_steps=5_000_000).start()
@@ -129,4 +129,7 @@ def test_trained_job_stop_ends_the_current_run(tmp_path):
     assert job.wait(30) == "stopped"
     recs = [r for r in store.list_runs() if r.launch == job.launch]
     assert len(recs) == 1 and recs[0].status == "stopped"  # no further run was started
+    assert (
+        recs[0].config["learning_rate"] == TABLE1_LR and recs[0].config["variant"] == "kl_penalty"
+    )
     assert job.result.matches is False
