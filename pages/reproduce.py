@@ -6,21 +6,27 @@ from pglab import ui
 from pglab.reproduce import (
     DEFAULT_RUNS,
     EXPERIMENTS,
-    PROGRESS_TOTAL,
     TRAINED,
     V_STAR,
+    Job,
     moving_average,
-    reproduce_to_store,
     smooth_window,
 )
 
 ui.require_router()
 
+
+@st.cache_resource(show_spinner=False)
+def jobs() -> dict[str, Job]:
+    """The reproductions started in this server process, by launch id (they outlive a rerun)."""
+    return {}
+
+
 st.title("Reproduce")
 st.markdown(
-    "One click runs a published experiment in the lab, draws its curves with the published "
-    "reference values marked, and says whether the result matches (the criterion is stated). "
-    "The curves are stored as runs of one launch (see the Runs page)."
+    "One click runs a published experiment in the lab, in the background, draws its curves "
+    "with the published reference values marked, and says whether the result matches (the "
+    "criterion is stated). The curves are stored as runs of one launch (see the Runs page)."
 )
 registry = ui.registry_or_stop()
 
@@ -40,28 +46,56 @@ runs = int(
 )
 seed = int(c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="rep:seed"))
 
-if st.button("Reproduce", type="primary", icon=":material/replay:", key="rep:go"):
-    total = PROGRESS_TOTAL[name] * (runs if trained else 1)
-    unit = "runs trained" if trained else "episode"
-    bar = st.progress(0.0, text="Running...")
-    rep, ids = reproduce_to_store(
-        name,
-        registry.store,
-        runs,
-        seed,
-        progress=lambda n: bar.progress(min(n / total, 1.0), text=f"{unit} {n} of {total}"),
-    )
-    bar.empty()
-    st.session_state["rep:last"] = (name, runs, seed, rep, ids)
-last = st.session_state.get("rep:last")
-if last is None or last[:3] != (name, runs, seed):
+job_id = st.session_state.get("rep:job")
+job = jobs().get(job_id) if job_id else None
+busy = job is not None and job.running
+if st.button("Reproduce", type="primary", icon=":material/replay:", key="rep:go", disabled=busy):
+    try:
+        job = Job(name, registry.store, runs, seed).start()
+    except ValueError as exc:  # names the field and the allowed range
+        st.error(str(exc))
+        st.stop()
+    jobs()[job.launch] = job
+    st.session_state["rep:job"] = job.launch
+    st.session_state["rep:job_key"] = (name, runs, seed)
+    busy = True
+
+
+@st.fragment(run_every=1.0 if busy else None)
+def live() -> None:
+    assert job is not None
+    unit = "runs trained" if job.name in TRAINED else "episode"
+    if job.running:
+        st.progress(
+            min(job.done / job.total, 1.0),
+            text=f"{job.name}: {unit} {job.done} of {job.total} (launch {job.launch})",
+        )
+        if st.button("Stop", icon=":material/stop:", key="rep:stop"):
+            job.stop()
+    elif busy:
+        st.rerun()  # a full rerun draws the result and switches the timer off
+
+
+if job is not None:
+    live()
+if job is None or st.session_state.get("rep:job_key") != (name, runs, seed):
     st.info(
         "Choose an experiment and press **Reproduce**. The corridor figures take seconds; "
         "the CartPole experiments train PPO once per setting and seed (minutes)."
     )
     st.stop()
-_, _, _, rep, ids = last
+if job.running:
+    st.stop()
+if job.status == "failed":
+    st.error(f"The reproduction failed: {job.error}")
+    st.stop()
+rep, ids = job.result, job.ids
+assert rep is not None
+if job.status == "stopped":
+    st.warning(f"Stopped after {job.done} of {job.total}: the figures below are partial.")
 
+if not rep.curves:
+    st.stop()
 (st.success if rep.matches else st.warning)(rep.sentence())
 st.caption(f"{rep.runs} runs; {rep.budget}; seeds: {rep.seeds}. Stored as runs {', '.join(ids)}.")
 k = smooth_window(len(next(iter(rep.curves.values()))))

@@ -448,8 +448,13 @@ def run_foreground(
     group: str | None = None,
     launch: str | None = None,
     on_end: Callable[[Trainer], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunRecord:
     """Train in the calling thread, recording the run in ``store`` exactly as a background run.
+
+    ``stop``, if given, is the run's stop flag: set from another thread, it ends the run
+    ``stopped`` within one env step, as :meth:`Registry.stop` does (for a caller that trains
+    runs one after another in its own worker thread, e.g. :class:`pglab.reproduce.Job`).
 
     ``on_update(metrics)`` is called after every update (progress output). Ctrl-C stops the
     run (status ``stopped``, metrics and checkpoint kept); a NaN or an exception ends it
@@ -471,6 +476,8 @@ def run_foreground(
         launch=launch,
     )
     run = _Run(run_id, algo, cfg, seed, device)
+    if stop is not None:
+        run.stop_evt = stop
     trainer = _train(run, store, on_update)
     try:
         record = store.get_run(run_id)

@@ -372,3 +372,38 @@ class NumpyActor:
         actions = h + np.exp(log_std) * noise
         log_prob = (-0.5 * noise * noise - log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob
+
+
+def linear_param_count(obs_space: gym.Space, act_space: gym.Space) -> int:
+    """Parameters of the ``n_layers=0`` policy :func:`make_policy` builds: a linear policy on Box
+    observations, a tabular one (with a shared bias) on one-hot Discrete observations.
+
+    Order (that of ``policy.parameters()`` and of the trainers' flat buffers): the output
+    layer's weight ``[A, obs_dim]`` row by row, its bias ``[A]``, then ``log_std`` ``[A]`` for
+    a Box action space.
+    """
+    n_out = int(act_space.n) if isinstance(act_space, spaces.Discrete) else int(act_space.shape[0])
+    extra = 0 if isinstance(act_space, spaces.Discrete) else n_out
+    return n_out * obs_dim(obs_space) + n_out + extra
+
+
+def parse_init_params(name: str, value: str | list | tuple) -> tuple[float, ...]:
+    """``"0.5, -1, 2"`` or ``[0.5, -1, 2]`` -> ``(0.5, -1.0, 2.0)``; ``ValueError`` naming
+    ``name`` for anything that is not a non-empty list of finite numbers."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for k, item in enumerate(items):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ValueError(f"{name}: item {k} ({item!r:.40}) is not a number (finite numbers)")
+        try:
+            x = float(item)
+        except (ValueError, OverflowError):
+            raise ValueError(
+                f"{name}: item {k} ({str(item).strip()!r:.40}) is not a number (finite numbers)"
+            ) from None
+        if not math.isfinite(x):
+            raise ValueError(f"{name}: item {k} is {x!r}; only finite numbers are allowed")
+        out.append(x)
+    if not out:
+        raise ValueError(f"{name}: no numbers given (comma-separated finite numbers)")
+    return tuple(out)

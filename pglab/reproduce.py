@@ -34,7 +34,9 @@ Seeds: learner (config c, run r) draws from a stream seeded from ``(seed, c, r)`
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,7 @@ from pglab.exact import short_corridor_optimum
 V_STAR = -11.6  # the book's value of the start state under the best policy (Example 13.1)
 THETA0 = (-1.47, 1.47)  # pi(right) = 0.05
 EPSILON = 0.05
+CHUNK = 50  # episodes per compiled call: progress, the store and Stop land between chunks
 MAX_STEPS = 10_000  # per episode; with pi >= 0.05 an episode ends long before (mean <= 82)
 
 _NEXT = np.array([[corridor_next_state(s, a) for a in (0, 1)] for s in range(GOAL)])
@@ -125,13 +128,17 @@ def corridor_reinforce(
     labels: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_chunk: Callable[[list[str], int, np.ndarray], None] | None = None,
 ) -> CorridorCurves:
     """REINFORCE (``alpha_w[c] is None``) or REINFORCE with a state-value baseline on the short
     corridor, for every configuration c and run r (see the module docstring); one compiled
-    loop over the [C x runs] independent learners.
+    loop over the [C x runs] independent learners, in chunks of :data:`CHUNK` episodes.
 
-    ``progress(episode)`` is called every 50 episodes; ``should_stop()`` is checked as often
-    and ends early (the curves then hold the episodes done). Returns :class:`CorridorCurves`.
+    After each chunk: ``on_chunk(labels, lo, mean)`` gets the chunk's mean return over the
+    runs ``[C, hi - lo]`` for episodes ``lo..hi-1``, then ``progress(hi)`` is called and
+    ``should_stop()`` is checked; a stop ends early (the curves then hold the episodes done).
+    The chunking does not change the numbers: a learner's stream is reseeded per chunk from
+    its seed and the chunk's first episode. Returns :class:`CorridorCurves`.
     """
     C = len(alpha_theta)
     if len(alpha_w) != C:
@@ -156,20 +163,21 @@ def corridor_reinforce(
         dtype=np.int64,
     )
     out = np.zeros((N, episodes))
+    if labels is None:
+        labels = [f"alpha={a:g}" for a in alpha_theta]
     truncated = 0
     done = 0
-    chunk = 50
     while done < episodes:
         if should_stop is not None and should_stop():
             break
-        hi = min(done + chunk, episodes)
+        hi = min(done + CHUNK, episodes)
         truncated += _learn(a_th, a_w, has_w, seeds, done, hi, theta, w, out)
+        if on_chunk is not None:
+            on_chunk(labels, done, out[:, done:hi].reshape(C, runs, hi - done).mean(1))
         done = hi
         if progress is not None:
             progress(done)
     out = out[:, :done]
-    if labels is None:
-        labels = [f"alpha={a:g}" for a in alpha_theta]
     p = 1.0 / (1.0 + np.exp(theta[:, 1] - theta[:, 0]))
     return CorridorCurves(
         labels=labels,
@@ -314,6 +322,12 @@ def fig13_2(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) 
 
 # -- experiments that train the lab's own algorithms in the run engine ----------------------------
 
+# Table 1's step size. At PPO's default 3e-4, CartPole is too easy for the surrogate to go
+# wrong within 30k steps: unclipped PPO scored 0.89 (clip 0.2: 0.91, best fixed beta=1) over
+# 3 seeds, so nothing separates. At 3e-3, 10 epochs of unconstrained steps on one batch
+# overshoot (the instability the paper's clipping is for): unclipped runs collapse late in
+# training while clipped and penalised ones reach 500 (README, issue 13).
+TABLE1_LR = 3e-3
 CARTPOLE_RANDOM = 22.0  # mean return of the uniform random policy on CartPole-v1
 GAE_GAMMAS = (0.98, 0.99)
 GAE_LAMBDAS = (0.0, 0.5, 0.8, 0.95, 1.0)
@@ -328,12 +342,14 @@ def _train_settings(
     launch: str,
     progress: Callable[[int], None] | None,
     should_stop: Callable[[], bool] | None,
+    stop: threading.Event | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, float], int]:
     """Train PPO on CartPole-v1 for every (label, settings) and seed 0..seeds-1 through
     :func:`pglab.engine.run_foreground` (stored as runs of ``launch``). A run's score is the
     mean of ``rollout/ep_return_mean`` over its updates (the area under its learning curve,
     which rewards fast and stable learning). Returns (mean curve per label, mean score per
-    label, runs done)."""
+    label, runs done). ``stop`` (set from another thread) ends the current run ``stopped``
+    within one env step and starts no further run."""
     from pglab.engine import run_foreground
 
     curves: dict[str, list[float]] = {}
@@ -342,7 +358,7 @@ def _train_settings(
     for label, extra in settings:
         per_seed, run_curves = [], []
         for seed in range(seeds):
-            if should_stop is not None and should_stop():
+            if (should_stop is not None and should_stop()) or (stop is not None and stop.is_set()):
                 return curves, scores, done
             rec = run_foreground(
                 "ppo",
@@ -352,7 +368,10 @@ def _train_settings(
                 name=f"{name} {label} s{seed}",
                 group=f"reproduce · {name} · {label}",
                 launch=launch,
+                stop=stop,
             )
+            if rec.status == "stopped":  # a failed run (NaN) is a result; a stopped one is not
+                return curves, scores, done
             df = store.metrics(rec.id)
             col = df["rollout/ep_return_mean"].dropna() if "rollout/ep_return_mean" in df else []
             per_seed.append(float(np.mean(col)) if len(col) else float("nan"))
@@ -374,6 +393,7 @@ def ppo_table1(
     launch: str | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> Reproduction:
     """PPO paper Table 1 in miniature: surrogate objectives compared on CartPole-v1."""
     del seed  # seeds are 0..runs-1
@@ -388,8 +408,9 @@ def ppo_table1(
         ("adaptive KL d_targ=0.03", {"variant": "kl_penalty", "kl_target": 0.03}),
         ("fixed KL beta=1", {"variant": "kl_penalty", "kl_beta_init": 1.0, "kl_adaptive": False}),
     ]  # fmt: skip
+    settings = [(label, {"learning_rate": TABLE1_LR, **extra}) for label, extra in settings]
     curves, scores, done = _train_settings(
-        "ppo-table1", settings, runs, total_steps, store, launch, progress, should_stop
+        "ppo-table1", settings, runs, total_steps, store, launch, progress, should_stop, stop
     )
     best = max(scores.values()) if scores else float("nan")
     norm = {k: (v - CARTPOLE_RANDOM) / (best - CARTPOLE_RANDOM) for k, v in scores.items()}
@@ -403,8 +424,9 @@ def ppo_table1(
         title="PPO paper Table 1 in miniature (CartPole-v1)",
         runs=runs,
         seeds=f"trainer seeds 0..{runs - 1} for every setting",
-        budget=f"{total_steps} env steps per run, PPO defaults otherwise (8 envs x 128 steps, "
-        "10 epochs, minibatch 256, Adam 3e-4)",
+        budget=f"{total_steps} env steps per run, Adam step size {TABLE1_LR:g} (10x PPO's "
+        "default: see TABLE1_LR), PPO defaults otherwise (8 envs x 128 steps, 10 epochs, "
+        "minibatch 256)",
         criterion=(
             "as in the paper, no clipping or penalty scores lowest of all settings, and a "
             "clipped setting scores within 0.1 of the best (normalised score: 0 = random "
@@ -435,6 +457,7 @@ def gae_sweep(
     launch: str | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> Reproduction:
     """GAE paper's gamma x lambda sweep in miniature: PPO on CartPole-v1."""
     del seed
@@ -445,7 +468,7 @@ def gae_sweep(
         for lam in lambdas
     ]
     curves, scores, done = _train_settings(
-        "gae-sweep", settings, runs, total_steps, store, launch, progress, should_stop
+        "gae-sweep", settings, runs, total_steps, store, launch, progress, should_stop, stop
     )
     figs = {f"{k}: mean return over training": v for k, v in scores.items()}
     interior = []
@@ -527,14 +550,19 @@ def reproduce_to_store(
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     total_steps: int | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[Reproduction, list[str]]:
-    """:func:`reproduce` with its curves recorded in ``store`` (a :class:`pglab.store.Store`):
-    one run per curve, all under one launch id (:func:`pglab.store.new_launch_id` when not
-    given), status running -> finished (stopped when ``should_stop`` ended it early), one
-    metric row per episode: ``rollout/ep_return_mean`` is the mean over the runs. The trained
-    experiments (``ppo-table1``, ``gae-sweep``) store every trainer run of the launch instead,
-    with ``runs`` seeds per setting and ``total_steps`` env steps per run (their defaults
-    when None). Returns the reproduction and the run ids."""
+    """:func:`reproduce` with its curves recorded in ``store`` (a :class:`pglab.store.Store`),
+    all under one launch id (:func:`pglab.store.new_launch_id` when not given).
+
+    Corridor experiments: one run per curve (algo ``reproduce``), created running when the
+    first chunk of episodes is done and given that chunk's rows at once (one metric row per
+    episode: ``rollout/ep_return_mean`` is the mean over the runs), so the Runs page follows
+    them; finished at the end, ``stopped`` when ``should_stop``/``stop`` ended them early,
+    ``failed`` (with the error) if the loop raised. The trained experiments (``ppo-table1``,
+    ``gae-sweep``) store every trainer run of the launch instead, with ``runs`` seeds per
+    setting and ``total_steps`` env steps per run (their defaults when None); ``stop`` ends
+    the current run within one env step. Returns the reproduction and the run ids."""
     from pglab.store import new_launch_id
 
     launch = launch or new_launch_id()
@@ -548,40 +576,147 @@ def reproduce_to_store(
             launch=launch,
             progress=progress,
             should_stop=should_stop,
+            stop=stop,
             **kw,
         )
         ids = [r.id for r in store.list_runs() if r.launch == launch]
         return rep, ids
-    rep = reproduce(name, runs, seed, progress=progress, should_stop=should_stop)
-    ids = []
     episodes = 1000
-    for label, curve in rep.curves.items():
-        config = {
-            "experiment": name,
-            "curve": label,
-            "runs": rep.runs,
-            "total_steps": episodes,
-        }
-        run_id = store.create_run(
-            algo="reproduce",
-            env_id="pglab/ShortCorridor-v0",
-            config=config,
-            seed=seed,
-            device="cpu",
-            name=f"{name} {label}",
-            group=f"reproduce · {name}",
-            launch=launch,
-            status="running",
+    n_runs = 100 if runs is None else runs
+    ids: list[str] = []
+
+    def on_chunk(labels: list[str], lo: int, mean: np.ndarray) -> None:
+        if not ids:
+            for label in labels:
+                config = {"experiment": name, "curve": label, "runs": n_runs}
+                config["total_steps"] = episodes
+                ids.append(
+                    store.create_run(
+                        algo="reproduce",
+                        env_id="pglab/ShortCorridor-v0",
+                        config=config,
+                        seed=seed,
+                        device="cpu",
+                        name=f"{name} {label}",
+                        group=f"reproduce · {name}",
+                        launch=launch,
+                        status="running",
+                    )
+                )
+        for run_id, curve in zip(ids, mean, strict=True):
+            rows = [
+                {
+                    "rollout/ep_return_mean": float(v),
+                    "time/env_steps": float(lo + i + 1),
+                    "time/updates": float(lo + i + 1),
+                }
+                for i, v in enumerate(curve)
+            ]
+            store.append_metrics(run_id, rows)
+
+    def stopping() -> bool:
+        return (should_stop is not None and should_stop()) or (stop is not None and stop.is_set())
+
+    try:
+        rep = reproduce(
+            name, runs, seed, progress=progress, should_stop=stopping, on_chunk=on_chunk
         )
-        rows = [
-            {
-                "rollout/ep_return_mean": float(v),
-                "time/env_steps": float(i + 1),
-                "time/updates": float(i + 1),
-            }
-            for i, v in enumerate(curve)
-        ]
-        store.append_metrics(run_id, rows)
+    except BaseException as exc:
+        for run_id in ids:
+            store.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    for run_id in ids:
         store.set_status(run_id, "finished" if rep.episodes_done == episodes else "stopped")
-        ids.append(run_id)
     return rep, ids
+
+
+def progress_total(name: str, runs: int | None = None) -> int:
+    """What ``progress(n)`` counts up to: episodes (corridor) or trainer runs (trained)."""
+    if name in TRAINED:
+        return PROGRESS_TOTAL[name] * (DEFAULT_RUNS[name] if runs is None else runs)
+    return PROGRESS_TOTAL[name]
+
+
+class Job:
+    """One reproduction in a background thread, for the Reproduce page: progress, Stop, and the
+    result once it ends; every curve or trainer run goes to ``store`` under :attr:`launch`
+    (:func:`reproduce_to_store`).
+
+    ``status`` is ``running``, then ``finished``, ``stopped`` (after :meth:`stop`: the corridor
+    loop ends after its current chunk of :data:`CHUNK` episodes, a trainer run within one env
+    step) or ``failed`` (:attr:`error` says why). Invalid input raises ``ValueError`` in the
+    constructor, before anything is stored or started.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store: Any,
+        runs: int | None = None,
+        seed: int = 0,
+        total_steps: int | None = None,
+    ):
+        from pglab.store import new_launch_id
+
+        if name not in EXPERIMENTS:
+            raise ValueError(f"experiment: {name!r} is not one of {', '.join(EXPERIMENTS)}")
+        if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+            raise ValueError(f"runs: {runs!r} is not allowed (an integer >= 1)")
+        if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 1):
+            raise ValueError(f"total_steps: {total_steps!r} is not allowed (an integer >= 1)")
+        self.name, self.store, self.runs, self.seed = name, store, runs, seed
+        self.total_steps = total_steps
+        self.launch = new_launch_id()
+        self.total = progress_total(name, runs)
+        self.done = 0
+        self.status = "running"
+        self.error: str | None = None
+        self.result: Reproduction | None = None
+        self.ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._work, name=f"pglab-reproduce-{self.launch}", daemon=True
+        )
+
+    def start(self) -> Job:
+        self._thread.start()
+        return self
+
+    def _progress(self, n: int) -> None:
+        self.done = n
+
+    def _work(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        try:
+            self.result, self.ids = reproduce_to_store(
+                self.name,
+                self.store,
+                self.runs,
+                self.seed,
+                launch=self.launch,
+                progress=self._progress,
+                total_steps=self.total_steps,
+                stop=self._stop,
+            )
+            complete = self.result.episodes_done == (self.total if self.name in TRAINED else 1000)
+            self.status = "stopped" if self._stop.is_set() and not complete else "finished"
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.status = "failed"
+        finally:
+            with contextlib.suppress(Exception):
+                self.store.release_thread()
+
+    def stop(self) -> None:
+        """Ask the job to stop; returns at once (:meth:`wait` blocks until it has)."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> str:
+        self._thread.join(timeout)
+        return self.status

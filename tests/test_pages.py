@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,25 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
     assert "GAE: signed bias along g against λ" in figs
 
 
+def _rerun_until(at: AppTest, cond, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.1)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+
+
+def test_reproduce_page_stop_ends_a_running_job():
+    at = open_page("reproduce.py")
+    at.number_input(key="rep:runs:sb-fig13.1").set_value(1000).run()
+    at.button(key="rep:go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.button(key="rep:stop").click().run()
+    _rerun_until(at, lambda: any("Stopped after" in m.value for m in at.warning))
+    assert not at.button(key="rep:go").disabled
+
+
 def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
     at = open_page("reproduce.py")
     assert at.info  # nothing run yet
@@ -222,6 +242,7 @@ def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
     at.number_input(key="rep:runs:sb-fig13.2").set_value(5)
     at.button(key="rep:go").click().run()
     assert not at.exception, [e.message for e in at.exception]
+    _rerun_until(at, lambda: at.success or at.warning)  # the job runs in the background
     verdict = [m.value for m in (*at.success, *at.warning)]
     assert verdict and "published result" in verdict[0]
     fig = next(f for t, f in charts(at).items() if t.startswith("Sutton & Barto Figure 13.2"))

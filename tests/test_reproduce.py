@@ -81,3 +81,55 @@ def test_trained_experiment_runs_in_the_engine_under_one_launch(tmp_path, monkey
     assert ids == [] and rep.matches is False
     with pytest.raises(ValueError, match="run engine"):
         reproduce("ppo-table1")
+
+
+def _wait_for(cond, timeout=60.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.002)
+
+
+def test_corridor_job_runs_in_the_background_and_stops_between_chunks(tmp_path):
+    from pglab.reproduce import CHUNK, Job
+
+    store = Store(tmp_path / "runs.sqlite")
+    job = Job("sb-fig13.1", store, runs=1000).start()  # about 0.1 s a chunk
+    assert job.total == 1000
+    _wait_for(lambda: job.done >= CHUNK)
+    live = [r for r in store.list_runs() if r.launch == job.launch]
+    assert len(live) == 3  # the curves are in the store while the loop runs
+    job.stop()
+    assert job.wait(30) == "stopped" and not job.running
+    recs = [store.get_run(i) for i in job.ids]
+    assert all(r.status == "stopped" and r.launch == job.launch for r in recs)
+    n = len(store.metric_rows(job.ids[0]))
+    assert n == job.done == job.result.episodes_done and n % CHUNK == 0 and n < 1000
+    assert job.result.matches is False
+    # chunked storage changes no number: a full job equals the in-memory reproduction
+    full = Job("sb-fig13.2", store, runs=5, seed=2).start()
+    assert full.wait(60) == "finished" and full.done == 1000
+    ref = reproduce("sb-fig13.2", runs=5, seed=2)
+    assert full.result.figures == ref.figures
+    rows = store.metric_rows(full.ids[1])
+    assert [r["rollout/ep_return_mean"] for r in rows] == ref.curves[list(ref.curves)[1]]
+    with pytest.raises(ValueError, match="runs"):
+        Job("sb-fig13.1", store, runs=0)
+
+
+def test_trained_job_stop_ends_the_current_run(tmp_path):
+    from pglab.reproduce import TABLE1_LR, Job
+
+    store = Store(tmp_path / "runs.sqlite")
+    job = Job("ppo-table1", store, runs=1, total_steps=5_000_000).start()
+    _wait_for(lambda: any(r.status == "running" for r in store.list_runs()))
+    job.stop()
+    assert job.wait(30) == "stopped"
+    recs = [r for r in store.list_runs() if r.launch == job.launch]
+    assert len(recs) == 1 and recs[0].status == "stopped"  # no further run was started
+    assert (
+        recs[0].config["learning_rate"] == TABLE1_LR and recs[0].config["variant"] == "kl_penalty"
+    )
+    assert job.result.matches is False

@@ -59,7 +59,7 @@ from pglab.estimators import (
     total_return,
 )
 from pglab.optim import FlatAdam
-from pglab.policies import CategoricalMLP, NumpyActor
+from pglab.policies import CategoricalMLP, NumpyActor, linear_param_count, parse_init_params
 
 BASELINES = ("none", "constant", "time", "min_variance", "loo", "value")
 
@@ -130,8 +130,52 @@ class ReinforceConfig(BaseConfig):
         "baseline and step-size control; https://arxiv.org/abs/2006.05990, sec. 3).",
     )
 
+    init_params: str | None = param(
+        None,
+        "Initial parameters of a linear/tabular policy (n_layers=0), set after the seeded "
+        "init: comma-separated numbers (or a list), the weight [n_actions, obs_dim] row by "
+        "row, then the bias [n_actions] (then log_std for a Box action). Empty: seeded init.",
+        equation="theta_0 = init_params",
+    )
+
+    def __post_init__(self) -> None:
+        raw = self.init_params
+        if isinstance(raw, list | tuple):  # a list of numbers -> the canonical text
+            text = ",".join(repr(x) for x in parse_init_params("init_params", raw))
+            object.__setattr__(self, "init_params", text)
+        elif isinstance(raw, str) and not raw.strip():
+            object.__setattr__(self, "init_params", None)
+        super().__post_init__()
+
+    @property
+    def init_values(self) -> tuple[float, ...] | None:
+        """``init_params`` as numbers (None: the seeded init)."""
+        if self.init_params is None:
+            return None
+        return parse_init_params("init_params", self.init_params)
+
     def validate(self) -> None:
         super().validate()
+        if self.init_params is not None:
+            values = self.init_values
+            assert values is not None
+            if self.n_layers != 0:
+                raise ValueError(
+                    f"init_params: only for a linear/tabular policy (n_layers=0), not "
+                    f"n_layers={self.n_layers}"
+                )
+            from pglab.envs import make_env  # local: envs imports gymnasium
+
+            env = make_env(self.env_id)
+            try:
+                n = linear_param_count(env.observation_space, env.action_space)
+            finally:
+                env.close()
+            if len(values) != n:
+                raise ValueError(
+                    f"init_params: {len(values)} numbers given; the n_layers=0 policy on "
+                    f"{self.env_id} has {n} parameters (give exactly {n})"
+                )
         loo = self.baseline in ("loo", "min_variance")
         if loo and self.batch_mode == "episodes" and self.batch_size < 2:
             raise ValueError(
@@ -208,6 +252,10 @@ class Reinforce(Trainer):
             self.policy_params = self.backprop.flat
         else:
             self.policy_params = flatten_parameters(self.policy)
+        init = self.config.init_values
+        if init is not None:  # into the flat buffer the updates train (the modules view it)
+            with torch.no_grad():
+                self.policy_params.copy_(torch.tensor(init, dtype=self.policy_params.dtype))
         self.optimizer = FlatAdam(self.policy_params, lr=self.config.learning_rate)
         self.vf_backprop: ValueBackprop | None = None
         if self.value is not None:
