@@ -21,14 +21,12 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pglab.benchmarks.browser import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -52,45 +50,14 @@ def _require_browser() -> None:
         pytest.skip(f"browser test skipped: {missing}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
+    """The real server (the browser benchmark's :func:`~pglab.benchmarks.browser.serve`), on a
+    free loopback port; its URL uses the name ``localhost``, an allowed Host."""
     _require_browser()
-    port = _free_port()
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "PGLAB_STORE": str(tmp_path / "runs.sqlite"), "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-        "--server.port", str(port), "--server.address", "127.0.0.1",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://localhost:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
-        yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with serve(tmp_path / "runs.sqlite", log_path=log_path) as base:
+        yield base.replace("127.0.0.1", "localhost"), log_path
 
 
 # JavaScript run in the page: trace lengths of the plotly chart whose title starts with `t`.
