@@ -230,6 +230,27 @@ class Trainer(ABC):
                 f"{name} became NaN/Inf at update {self.updates + 1} - try a smaller learning rate"
             )
 
+    def critic_mse_step(self, obs: Tensor, returns: Tensor) -> float:
+        """One optimiser step on a separate critic's  (1/B) sum_b (V(s_b) - G_b)^2; returns that
+        loss (before the step). Uses ``self.value``, ``self.value_params`` (flat),
+        ``self.vf_optimizer`` and, on CPU, ``self.vf_backprop`` (the hand-written backward)."""
+        from pglab.algos.ppo import value_loss_grad  # ppo.py imports this module
+
+        if self.vf_backprop is not None:
+            with torch.no_grad():
+                v = self.vf_backprop.forward(obs)
+                loss, grad_v = value_loss_grad(v, v, returns.numpy(), None)
+                self.vf_backprop.backward(grad_v)
+        else:
+            loss_t = (self.value(obs) - returns).pow(2).mean()
+            self.value_params.grad.zero_()
+            loss_t.backward()
+            loss = loss_t.item()
+        if not math.isfinite(loss):
+            self.check_finite("value loss", torch.tensor(loss))
+        self.vf_optimizer.step()
+        return loss
+
     def _episode_metrics(self) -> dict[str, float]:
         eps, self._new_episodes = self._new_episodes, []
         out: dict[str, float] = {}

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from pglab import kernels
 from pglab.algos.base import Trainer, flatten_parameters
-from pglab.algos.ppo import clip_grad_norm, value_loss_grad
+from pglab.algos.ppo import clip_grad_norm
 from pglab.backprop import PolicyBackprop, ValueBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import (
@@ -467,19 +467,7 @@ class Reinforce(Trainer):
         """One full-batch Adam step on the critic's  (1/B) sum_b (V(s_b) - G_b)^2;
         returns that loss (before the step)."""
         assert self.value is not None
-        if self.vf_backprop is not None:
-            with torch.no_grad():
-                v = self.vf_backprop.forward(b_obs)
-                loss, grad_v = value_loss_grad(v, v, b_returns.numpy(), None)
-                self.vf_backprop.backward(grad_v)
-        else:
-            loss_t = (self.value(b_obs) - b_returns).pow(2).mean()
-            self.value_params.grad.zero_()
-            loss_t.backward()
-            loss = loss_t.item()
-        self._check("value loss", loss)
-        self.vf_optimizer.step()
-        return loss
+        return self.critic_mse_step(b_obs, b_returns)
 
     def _check(self, name: str, value: float) -> None:
         if not math.isfinite(value):

@@ -40,10 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal, kl_divergence
-from torch.nn import functional as F
 
 from pglab.algos.base import _HALF_LOG_2PI, Trainer, flatten_parameters
-from pglab.algos.ppo import value_loss_grad
 from pglab.backprop import PolicyBackprop, ValueBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
@@ -410,17 +408,4 @@ class TRPO(Trainer):
     def value_step(self, obs: Tensor, returns: Tensor) -> float:
         """One Adam step on the minibatch loss (1/b) sum (V(s) - R)^2; returns that loss."""
         assert self.value is not None
-        if self.vf_backprop is not None:
-            with torch.no_grad():
-                v = self.vf_backprop.forward(obs)
-                loss, grad_v = value_loss_grad(v, v, returns.numpy(), None)
-                self.vf_backprop.backward(grad_v)
-        else:
-            loss_t = F.mse_loss(self.value(obs), returns)
-            self.value_params.grad.zero_()
-            loss_t.backward()
-            loss = loss_t.item()
-        if not math.isfinite(loss):
-            self.check_finite("value loss", torch.tensor(loss))
-        self.vf_optimizer.step()
-        return loss
+        return self.critic_mse_step(obs, returns)
