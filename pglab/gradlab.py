@@ -866,7 +866,7 @@ def _concat(batches: list[EpisodeBatch]) -> EpisodeBatch:
 # Bounds of one measurement: m episodes are stepped as one vector env of m copies, so m is
 # bounded by memory; K batches by time.
 MAX_EPISODES = 4096
-MAX_BATCHES = 1000
+MAX_BATCHES = 10000
 
 
 def run_gradlab(

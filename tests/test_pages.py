@@ -216,6 +216,20 @@ def test_gradient_lab_measures_estimators_on_the_short_corridor():
     assert "GAE: signed bias along g against λ" in figs
 
 
+def test_gradient_lab_bias_demo_shows_the_batch_mean_bias_outside_its_ci():
+    """One click: the corridor at m = 2, K = 5000, where rtg_const's -1/m = -0.5 along g is
+    outside its CI and the leave-one-out baseline's CI covers 0."""
+    at = open_page("gradient_lab.py")
+    at.button(key="gl:demo").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.number_input(key="gl:m").value == 2 and at.number_input(key="gl:k").value == 5000
+    table = at.dataframe[0].value.set_index("estimator")
+    assert table.loc["rtg_const", "along_hi"] < 0 and table.loc["rtg_time", "along_hi"] < 0
+    lo, hi = table.loc["rtg_loo", ["along_lo", "along_hi"]]
+    assert lo <= 0 <= hi
+
+
 def _rerun_until(at: AppTest, cond, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
