@@ -701,3 +701,36 @@ def bootstrap_variance_snr(
         "snr_lo": float(s_lo),
         "snr_hi": float(s_hi),
     }
+
+
+def launch_ladder(
+    registry: Any, env_id: str, seeds: Sequence[int], total_steps: int
+) -> tuple[str, list[str]]:
+    """Launch every rung of :func:`pglab.presets.ladder` for ``seeds`` under ONE launch id, so
+    the whole ladder is one choice on this page later. Every rung is validated before any
+    run starts. Returns (launch id, run ids)."""
+    from pglab.algos import make_config
+    from pglab.presets import ladder
+    from pglab.store import new_launch_id
+
+    rungs = [
+        (label, algo, make_config(algo, settings))
+        for label, algo, settings in ladder(env_id, int(total_steps))
+    ]
+    launch = new_launch_id()
+    ids = []
+    for label, algo, cfg in rungs:
+        group = f"{label} ({env_id})"
+        for s in seeds:
+            ids.append(
+                registry.launch(
+                    algo,
+                    cfg,
+                    seed=s,
+                    device="cpu",
+                    name=f"{group} s{s}",
+                    group=group,
+                    launch=launch,
+                )
+            )
+    return launch, ids

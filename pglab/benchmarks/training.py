@@ -25,6 +25,9 @@ Sections (each returns its figures under its name):
   100k CartPole steps) headless in this one process, seed by seed with the rungs interleaved:
   every rung's SPS and its ratio to PPO's (target >= 0.8x), and the wall time of all 18 runs
   (target < 40 s; it was ~180 s with autograd and Python envs).
+- ``ladder_engine``: the same 18 runs launched the way the Compare page's ladder button
+  launches them, into the run engine with its default concurrency (one run per core, threads
+  sharing the GIL): wall time from launch to the last run's end.
 - ``a2c_vs_sb3`` / ``trpo_vs_sb3``: the zoo CartPole presets against SB3's A2C and
   sb3-contrib's TRPO with the same settings, alternating seed by seed in this process:
   SPS ratio (targets >= 3x and >= 4x) and the env steps each needed until the mean of the
@@ -399,6 +402,44 @@ def ladder(quick: bool, log: Log) -> dict[str, Any]:
     return out
 
 
+def ladder_engine(quick: bool, log: Log) -> dict[str, Any]:
+    """The same 18 runs launched as the Compare page's ladder button launches them
+    (:func:`pglab.compare.launch_ladder` into a :class:`~pglab.engine.Registry` with its
+    default concurrency, one run per core), timed from the click to the last run's end."""
+    import tempfile
+    from pathlib import Path
+
+    from pglab.compare import launch_ladder
+    from pglab.engine import Registry
+    from pglab.store import Store
+
+    seeds = SEEDS[:1] if quick else SEEDS
+    total = 30_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="pglab-bench-ladder-") as tmp:
+        registry = Registry(Store(Path(tmp) / "runs.sqlite"))
+        try:
+            t0 = time.perf_counter()
+            _, ids = launch_ladder(registry, "CartPole-v1", list(seeds), total)
+            statuses = [registry.wait(i) for i in ids]
+            wall = time.perf_counter() - t0
+        finally:
+            registry.clear()
+            registry.store.close()
+    out = {
+        "runs": len(ids),
+        "seeds": list(seeds),
+        "total_steps": total,
+        "max_concurrent": registry.max_concurrent,
+        "statuses": sorted(set(statuses)),
+        "wall_s": round(wall, 1),
+    }
+    log(
+        f"  ladder through the engine ({registry.max_concurrent} at once): {len(ids)} runs x "
+        f"{total} steps in {wall:.1f} s wall, statuses {out['statuses']}"
+    )
+    return out
+
+
 def _sb3_cartpole(
     algo: str, seed: int, total_steps: int, stop_when_reached: bool = False
 ) -> dict[str, Any] | None:
@@ -542,6 +583,7 @@ SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
     "ppo_cartpole": (ppo_cartpole, True),
     "grad_diag_cost": (grad_diag_cost, True),
     "ladder": (ladder, True),
+    "ladder_engine": (ladder_engine, False),
     "a2c_vs_sb3": (a2c_vs_sb3, True),
     "trpo_vs_sb3": (trpo_vs_sb3, True),
     "a2c_cartpole_seeds": (a2c_cartpole_seeds, False),

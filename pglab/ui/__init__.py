@@ -20,6 +20,7 @@ Modules, each named for its job: :mod:`~pglab.ui.common` (registry, store, safe 
 ``ui.NAME``: every public name is re-exported here.
 """
 
+from pglab.compare import launch_ladder  # noqa: F401
 from pglab.ui.charts import (  # noqa: F401
     band_figure,
     base_layout,
@@ -60,7 +61,6 @@ from pglab.ui.compare import (  # noqa: F401
     download_payloads,
     group_key,
     ladder_launches,
-    launch_ladder,
     launch_options,
     reference_bands_for,
     run_frames,
