@@ -228,6 +228,36 @@ def _window(curve: np.ndarray, lo: int, hi: int) -> float:
     return float(np.mean(curve[lo:hi])) if hi > lo else float("nan")
 
 
+def _corridor_reproduction(
+    experiment: str,
+    title: str,
+    runs: int,
+    seed: int,
+    episodes: int,
+    criterion: str,
+    matches: bool,
+    figures: dict[str, float],
+    labels: list[str],
+    mean: np.ndarray,
+    references: dict[str, float],
+) -> Reproduction:
+    """The :class:`Reproduction` of a short-corridor figure (seeds and budget alike)."""
+    return Reproduction(
+        experiment=experiment,
+        title=title,
+        runs=runs,
+        seeds=f"learner (config, run) seeded from numpy default_rng([{seed}, config, run]), "
+        f"runs 0..{runs - 1}",
+        budget=f"{episodes} episodes per run, gamma = 1, plain SGD",
+        criterion=criterion,
+        matches=bool(matches),
+        figures=figures,
+        curves={lab: m.tolist() for lab, m in zip(labels, mean, strict=True)},
+        references=references,
+        episodes_done=mean.shape[1],
+    )
+
+
 def fig13_1(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) -> Reproduction:
     """Figure 13.1: REINFORCE on the short corridor for three step sizes."""
     alphas = [2.0**-12, 2.0**-13, 2.0**-14]
@@ -261,19 +291,12 @@ def fig13_1(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) 
         "episodes), and alpha=2^-14 learns slower: below alpha=2^-13 over all episodes "
         "and at the end"
     )
-    return Reproduction(
-        experiment="sb-fig13.1",
-        title="Sutton & Barto Figure 13.1 (REINFORCE, short corridor)",
-        runs=runs,
-        seeds=f"learner (config, run) seeded from numpy default_rng([{seed}, config, run]), runs 0..{runs - 1}",
-        budget=f"{episodes} episodes per run, gamma = 1, plain SGD",
-        criterion=criterion,
-        matches=bool(matches),
-        figures=figs,
-        curves={lab: m.tolist() for lab, m in zip(labels, mean, strict=True)},
-        references={"v*(s0)": V_STAR, "exact optimum J(p*)": short_corridor_optimum()[1]},
-        episodes_done=n,
-    )
+    return _corridor_reproduction(
+        "sb-fig13.1",
+        "Sutton & Barto Figure 13.1 (REINFORCE, short corridor)",
+        runs, seed, episodes, criterion, matches, figs, labels, mean,
+        {"v*(s0)": V_STAR, "exact optimum J(p*)": short_corridor_optimum()[1]},
+    )  # fmt: skip
 
 
 def fig13_2(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) -> Reproduction:
@@ -305,19 +328,11 @@ def fig13_2(runs: int = 100, seed: int = 0, episodes: int = 1000, **hooks: Any) 
         "least 5 higher than plain REINFORCE's) and both end within 1.5 of v* = -11.6 (mean "
         "of the last 100 episodes)"
     )
-    return Reproduction(
-        experiment="sb-fig13.2",
-        title="Sutton & Barto Figure 13.2 (REINFORCE with baseline, short corridor)",
-        runs=runs,
-        seeds=f"learner (config, run) seeded from numpy default_rng([{seed}, config, run]), runs 0..{runs - 1}",
-        budget=f"{episodes} episodes per run, gamma = 1, plain SGD",
-        criterion=criterion,
-        matches=bool(matches),
-        figures=figs,
-        curves={lab: m.tolist() for lab, m in zip(labels, mean, strict=True)},
-        references={"v*(s0)": V_STAR},
-        episodes_done=n,
-    )
+    return _corridor_reproduction(
+        "sb-fig13.2",
+        "Sutton & Barto Figure 13.2 (REINFORCE with baseline, short corridor)",
+        runs, seed, episodes, criterion, matches, figs, labels, mean, {"v*(s0)": V_STAR},
+    )  # fmt: skip
 
 
 # -- experiments that train the lab's own algorithms in the run engine ----------------------------
