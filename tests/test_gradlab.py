@@ -184,13 +184,13 @@ def test_min_variance_baseline_is_the_optimum_of_its_own_estimator(env_id, gamma
     b_mean = float(R.mean())
     old = float((z_tot.pow(2).sum(1) * R).sum() / z_tot.pow(2).sum())
     v_star, v_mean = _per_episode_variance(y, z, b_star), _per_episode_variance(y, z, b_mean)
-    assert v_star <= v_mean * (1 + 1e-3)
+    assert v_star < v_mean  # lower than the constant (mean-return) baseline's, on both envs
     y_tot = z_tot * R.unsqueeze(1)
     bt_star = float(min_variance_baseline(y_tot, z_tot).mean())
     assert bt_star == pytest.approx(old, rel=1e-3)  # the total form: the familiar formula
     vt_star = _per_episode_variance(y_tot, z_tot, bt_star)
     vt_mean = _per_episode_variance(y_tot, z_tot, b_mean)
-    assert vt_star <= vt_mean * (1 + 1e-3)
+    assert vt_star < vt_mean
     if env_id == CORRIDOR:
         assert _per_episode_variance(y, z, old) > 1.5 * v_star  # the 2x
         assert vt_star < 0.8 * vt_mean  # where b* and the mean differ, it pays
