@@ -35,9 +35,11 @@ the algorithm, none of which costs time: gymnax's ``done`` ends the episode at t
 time limit without bootstrapping (pglab bootstraps truncations with V), and pglab's rollout
 keeps its default per-episode gradient diagnostic on (extra work on pglab's side only).
 
-Timing, core for core: one compute thread each (torch ``set_num_threads(1)``; JAX with
-``JAX_PLATFORMS=cpu`` and ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``); every run reports its CPU time over wall time. Each run
+Timing, core for core: every run's process is bound to one CPU (the same one for both
+libraries, :func:`one_core`), so XLA's otherwise parallel compile gets one core too, and one
+compute thread each (torch ``set_num_threads(1)``; JAX with ``JAX_PLATFORMS=cpu`` and
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``); every run
+reports its CPU seconds and CPU over wall time (below 1.0: the core was shared). Each run
 is a fresh process, the two libraries alternating run by run, and its clock starts once the
 third-party packages are imported (torch, numba, gymnasium; jax, flax, optax, gymnax, and
 JAX's CPU backend started): process start is excluded, any compile or warm-up included.
@@ -471,6 +473,7 @@ def time_purejaxrl(config: dict[str, Any], seed: int) -> dict[str, Any]:
         "compile_s": round(t1 - t0, 2),
         "run_s": round(t2 - t1, 2),
         "sps": round(steps / (t2 - t1), 1),  # excluding compile
+        "cpu_s": round(c2 - c0, 2),
         "cpu_per_wall": round((c2 - c0) / (t2 - t0), 2),
         "final_return": _last_episodes_mean(
             np.asarray(info["returned_episode_returns"]), np.asarray(info["returned_episode"])
@@ -494,6 +497,7 @@ def time_pglab(settings: dict[str, Any], seed: int) -> dict[str, Any]:
         "wall_s": round(t2 - t0, 2),
         "setup_s": round(t1 - t0, 2),
         "sps": round(tr.env_steps / (t2 - t1), 1),  # the updates (first one's cache load in)
+        "cpu_s": round(c2 - c0, 2),
         "cpu_per_wall": round((c2 - c0) / (t2 - t0), 2),
         "final_return": tr.final_return(),
     }
@@ -501,10 +505,28 @@ def time_pglab(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
+def one_core() -> int | None:
+    """Bind this process (and every thread it starts later) to one CPU, the lowest it may
+    use, so XLA's parallel compile and any thread pool share one core; None where the OS
+    has no affinity call."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 def _worker(lib: str, config_name: str, seed: int) -> dict[str, Any]:
-    """Runs in a fresh process: imports the library's third-party packages (process start,
-    not timed), then times one run from there on."""
+    """Runs in a fresh process: binds it to one core, imports the library's third-party
+    packages (process start, not timed), then times one run from there on."""
     jax_config = CONFIGS[config_name]
+    cpu = one_core()
+    return {**_run_in_worker(lib, config_name, jax_config, seed), "cpu": cpu}
+
+
+def _run_in_worker(
+    lib: str, config_name: str, jax_config: dict[str, Any], seed: int
+) -> dict[str, Any]:
     if lib == "pglab":
         import gymnasium  # noqa: F401
         import numba  # noqa: F401
@@ -565,7 +587,7 @@ def versus(quick: bool, log: Log, seeds: tuple[int, ...] = SEEDS) -> dict[str, A
             if "error" in p:
                 log(f"  skipped: {p['error']}")
                 return {"skipped": p["error"]}
-            out["jax"] = p.pop("jax")
+            out["jax"], out["cpu"] = p.pop("jax"), p.pop("cpu")
             theirs.append(p)
             log(
                 f"  {name:9s} seed {seed} PureJaxRL {p['wall_s']:6.2f} s end to end "
@@ -573,6 +595,7 @@ def versus(quick: bool, log: Log, seeds: tuple[int, ...] = SEEDS) -> dict[str, A
                 f"final return {p['final_return']:.1f}, cpu/wall {p['cpu_per_wall']:.2f}"
             )
             r = _spawn("pglab", name, seed)
+            r.pop("cpu")
             ours.append(r)
             log(
                 f"  {name:9s} seed {seed} pglab     {r['wall_s']:6.2f} s end to end "
@@ -585,16 +608,19 @@ def versus(quick: bool, log: Log, seeds: tuple[int, ...] = SEEDS) -> dict[str, A
             "pglab": ours,
         }
         for lib, rows in (("purejaxrl", theirs), ("pglab", ours)):
-            for key in ("wall_s", "sps", "final_return"):
+            for key in ("wall_s", "cpu_s", "sps", "final_return"):
                 res[f"{lib}_{key}"] = _mean(rows, key)
         res["purejaxrl_compile_s"] = _mean(theirs, "compile_s")
         # wall_ratio > 1: pglab finishes sooner end to end; sps_ratio > 1: pglab steps faster
         res["wall_ratio"] = round(res["purejaxrl_wall_s"] / res["pglab_wall_s"], 2)
         res["sps_ratio"] = round(res["pglab_sps"] / res["purejaxrl_sps"], 2)
+        # the same in CPU seconds: steadier than wall time when other processes share the core
+        res["cpu_ratio"] = round(res["purejaxrl_cpu_s"] / res["pglab_cpu_s"], 2)
         log(
             f"  {name}: end to end PureJaxRL {res['purejaxrl_wall_s']:.2f} s "
             f"({res['purejaxrl_compile_s']:.2f} s compile) vs pglab {res['pglab_wall_s']:.2f} s: "
-            f"pglab {res['wall_ratio']:.2f}x as fast (target >= 1); SPS pglab "
+            f"pglab {res['wall_ratio']:.2f}x as fast (target >= 1; {res['cpu_ratio']:.2f}x in "
+            f"CPU seconds); SPS pglab "
             f"{res['pglab_sps']:.0f} vs PureJaxRL {res['purejaxrl_sps']:.0f} excl. compile "
             f"({res['sps_ratio']:.2f}x)"
         )
