@@ -4,10 +4,10 @@ CartPole (the environment and the whole training loop compiled by XLA as one pro
     python -m pglab.benchmarks.training ppo_vs_purejaxrl     # this section alone
     pip install --no-deps -r requirements-peer.txt           # the peer (optional)
 
-:func:`make_train` is PureJaxRL's ``purejaxrl/ppo.py`` (Chris Lu, 2023;
+:func:`make_train` is PureJaxRL's ``purejaxrl/ppo.py`` (Chris Lu;
 https://github.com/luchris429/purejaxrl, Apache License 2.0), followed closely, function for
-function and name for name. What differs, so that no more packages than needed are pulled in
-and the second config can be expressed:
+function and name for name; modified as listed here, so that no more packages than needed
+are pulled in and the second config can be expressed:
 
 - ``distrax.Categorical`` is replaced by its three formulas (``jax.random.categorical``,
   ``log_softmax``, ``-sum p log p``): the same distribution, without distrax and its
@@ -31,7 +31,7 @@ The pglab side uses the same settings in pglab's conventions: PureJaxRL's value 
 ``0.5 x mean squared error`` where pglab's (SB3's) is the mean squared error, so PureJaxRL's
 ``VF_COEF`` c is pglab's ``vf_coef`` c / 2; PureJaxRL normalises advantages per minibatch
 (``norm_adv_scope="minibatch"``) and always clips the value loss. Remaining differences in
-the algorithm, none of which costs time: gymnax's ``done`` ends the episode at the 500-step
+the algorithm, none of which makes pglab's work lighter: gymnax's ``done`` ends the episode at the 500-step
 time limit without bootstrapping (pglab bootstraps truncations with V), and pglab's rollout
 keeps its default per-episode gradient diagnostic on (extra work on pglab's side only).
 
@@ -143,15 +143,12 @@ def pglab_zoo_settings() -> dict[str, Any]:
 
 
 # -- the peer's availability -----------------------------------------------------------------
-def configure_jax(threads: int = 1) -> str | None:
-    """Put JAX on the CPU with ``threads`` = 1 compute thread; must run before jax is
-    imported. Returns a warning when jax was already imported (the flags cannot apply)."""
-    if "jax" in sys.modules:
-        return "jax was imported before the bench set its flags: thread count not pinned"
+def configure_jax() -> None:
+    """Put JAX on the CPU with one compute thread; only takes effect before jax is imported
+    (the runs' fresh processes call it first thing)."""
     os.environ["JAX_PLATFORMS"] = "cpu"
-    if threads == 1 and JAX_ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
+    if JAX_ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {JAX_ONE_THREAD}".strip()
-    return None
 
 
 def missing(modules: tuple[str, ...] = PEER_MODULES) -> str | None:
@@ -538,7 +535,7 @@ def _run_in_worker(
         torch.set_num_threads(1)
         settings = pglab_zoo_settings() if config_name == "zoo" else pglab_settings(jax_config)
         return time_pglab(settings, seed)
-    configure_jax(threads=1)
+    configure_jax()
     try:
         import flax.linen
         import flax.training.train_state  # noqa: F401
@@ -582,7 +579,7 @@ def versus(quick: bool, log: Log, seeds: tuple[int, ...] = SEEDS) -> dict[str, A
         log(f"  skipped: {reason}")
         return {"skipped": reason}
     seeds = seeds[:1] if quick else seeds
-    out: dict[str, Any] = {"seeds": list(seeds), "threads": 1}
+    out: dict[str, Any] = {"seeds": list(seeds), "xla_flags": JAX_ONE_THREAD}
     for name in CONFIGS:
         ours, theirs = [], []
         for seed in seeds:
