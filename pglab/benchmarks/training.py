@@ -34,6 +34,12 @@ Sections (each returns its figures under its name):
   last 20 episodes reached 475 (checked once per rollout for both libraries).
 - ``a2c_cartpole_seeds``: A2C zoo CartPole over 16 seeds (``--seeds N``), each until solved
   or 300k steps, pglab and SB3 alternating: the steps-to-475 distribution of both.
+- ``ppo_vs_purejaxrl``: PPO end to end against PureJaxRL (JAX; gymnax CartPole, the whole
+  run one compiled program) at PureJaxRL's own CartPole config (500k steps) and at the zoo
+  config (100k), one thread each, each run a fresh process, alternating seed by seed:
+  end-to-end seconds (PureJaxRL's compile included and shown), SPS, final return; see
+  :mod:`pglab.benchmarks.purejaxrl`. Target: pglab no slower end to end at both. Skipped,
+  saying why, where jax is not installed (``pip install --no-deps -r requirements-peer.txt``).
 - ``reinforce_simplest_pg``: 50 batches of the simplest-PG setting with reward-to-go and with
   total return. Targets: rtg averages >= 400 over batches 46-50 in >= 2/3 seeds; over 3 seeds
   rtg reaches a mean of 200 in fewer batches than total return.
@@ -578,6 +584,13 @@ def a2c_cartpole_seeds(quick: bool, log: Log) -> dict[str, Any]:
     return out
 
 
+def ppo_vs_purejaxrl(quick: bool, log: Log) -> dict[str, Any]:
+    """PPO vs PureJaxRL end to end, both configs (:func:`pglab.benchmarks.purejaxrl.versus`)."""
+    from pglab.benchmarks import purejaxrl
+
+    return purejaxrl.versus(quick, log)
+
+
 SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
     # name: (function, runs in --quick)
     "ppo_cartpole": (ppo_cartpole, True),
@@ -586,6 +599,7 @@ SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
     "ladder_engine": (ladder_engine, False),
     "a2c_vs_sb3": (a2c_vs_sb3, True),
     "trpo_vs_sb3": (trpo_vs_sb3, True),
+    "ppo_vs_purejaxrl": (ppo_vs_purejaxrl, True),
     "a2c_cartpole_seeds": (a2c_cartpole_seeds, False),
     "ppo_cartpole_seeds": (ppo_cartpole_seeds, False),
     "ppo_pendulum": (ppo_pendulum, False),
