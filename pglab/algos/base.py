@@ -211,8 +211,9 @@ class Trainer(ABC):
 
     def poll(self) -> None:
         """Let the driver stop or pause the run here (see :attr:`control`). Trainers call it
-        once per env step (in :meth:`env_step`) and once per gradient step, so Stop and
-        Pause land within one of those, not one whole update."""
+        once per env step (in :meth:`env_step`; the compiled rollout once per chunk of at most
+        :data:`pglab.fastrollout.CHUNK_ENV_STEPS` env steps, a few milliseconds) and once per
+        gradient step, so Stop and Pause land within one of those, not one whole update."""
         if self.control is not None:
             self._paused_s += self.control()
 
@@ -406,7 +407,7 @@ class Trainer(ABC):
         steps, from the same noise and the same env state.
         """
         T, N = n_steps, self.num_envs
-        if self._compiled_rollout is not None:
+        if self._compiled_rollout is not None and self._numpy_actor is not None:
             noise = self.draw_noise((T, N))
             assert noise is not None
             return self._compiled_rollout.collect(T, noise.numpy())

@@ -341,7 +341,8 @@ class Reinforce(Trainer):
         buf_a: list[list[np.ndarray]] = [[] for _ in range(N)]
         buf_r: list[list[float]] = [[] for _ in range(N)]
         steps_mode = cfg.batch_mode == "steps"
-        if self._compiled_rollout is not None:  # the same loop, compiled (pglab.fastrollout)
+        if self._compiled_rollout is not None and self._numpy_actor is not None:
+            # the same loop compiled (pglab.fastrollout); without the numpy actor, torch samples
             compiled, obs = self._compiled_rollout.collect_episodes(
                 share, steps_mode, cfg.min_episodes, self._noise_rows, self._use_noise_rows
             )
