@@ -42,9 +42,7 @@ class _Kernel:
         self.obs0, _ = self.env.reset(seed=seed)
         torch.manual_seed(seed)
         policy = CategoricalMLP(self.env.single_observation_space, 2)
-        actor = NumpyActor(policy)
-        w = actor.weights()
-        self.params = (tuple(w[0::2]), tuple(w[1::2]), actor.relu)
+        self.actor = NumpyActor(policy)
         inner = self.env.unwrapped
         self.inner = inner
         self.consts = np.array(
@@ -92,7 +90,7 @@ class _Kernel:
                 self.consts,
                 env.reset_states,
                 env.reset_pos,
-                *self.params,
+                *fastrollout.kernel_params(self.actor),
                 uniforms,
                 b["obs"],
                 b["actions"],
@@ -197,15 +195,12 @@ def test_policy_log_probs_and_actions_equal_the_numpy_actor() -> None:
     k = _Kernel(N, seed, T)
     # a policy far from uniform, so the test is not trivially about logits near 0
     gen = torch.Generator().manual_seed(seed)
-    for w in (*k.params[0], *k.params[1]):
+    for w in k.actor.weights():
         w[...] = torch.randn(w.shape, generator=gen).numpy() * 0.7
     u = torch.rand((T, N, 2), generator=gen).numpy()
     k.run(u, 0, T)
     obs = k.b["obs"][:T].reshape(T * N, 4)
-    torch.manual_seed(seed)
-    actor = NumpyActor(CategoricalMLP(k.env.single_observation_space, 2))
-    for dst, src in zip(actor.weights(), [x for p in zip(*k.params[:2]) for x in p], strict=True):
-        dst[...] = src
+    actor = k.actor
     actions, log_prob = actor.sample(obs, u.reshape(T * N, 2))
     np.testing.assert_array_equal(k.b["actions"].ravel(), actions)
     np.testing.assert_allclose(k.b["log_probs"].ravel(), log_prob, rtol=0, atol=1e-5)
@@ -215,7 +210,7 @@ def test_policy_log_probs_and_actions_equal_the_numpy_actor() -> None:
     chosen = k.b["actions"].ravel()
     np.testing.assert_allclose(log_prob, logp_all[np.arange(T * N), chosen], atol=1e-5, rtol=0)
     k2 = _Kernel(N, seed, T)
-    k2.params = k.params
+    k2.actor = k.actor
     for t in range(T):  # one step at a time on the first kernel's observations
         k2.b["obs"][t] = k.b["obs"][t]
         k2.run(_forcing_noise(1 - k.b["actions"]), t, t + 1)
@@ -246,6 +241,8 @@ def _train(algo: str, settings: dict, rollout: str, updates: int):
     [
         ("ppo", {"num_envs": 4, "n_steps": 256, "batch_size": 256, "n_epochs": 2}, 4),
         ("a2c", {"num_envs": 2}, 100),
+        ("a2c", {"num_envs": 4, "activation": "relu", "n_layers": 1, "hidden_size": 32}, 30),
+        ("ppo", {"num_envs": 4, "n_steps": 128, "batch_size": 128, "n_layers": 0}, 3),
         ("trpo", {"num_envs": 1, "n_steps": 512}, 3),
         ("reinforce", {}, 4),
         ("reinforce", {"num_envs": 3, "batch_size": 5, "baseline": "value"}, 3),
