@@ -13,7 +13,9 @@ Vectorisation: where gymnasium ships a numpy-vectorised implementation of an env
 ``vector_entry_point``; among the lab's envs only CartPole), :func:`make_vec` uses it through
 :class:`SameStepVectorEnv`, which gives it the per-env path's auto-reset and seeding, so both
 produce the same transitions (``tests/test_envs_vector.py`` steps them side by side); all
-other envs run one Python env each in :class:`SyncVectorEnv`.
+other envs run one Python env each in :class:`SyncVectorEnv`. Trainers whose rollouts go
+through the compiled CartPole rollout (:mod:`pglab.fastrollout`) use :class:`SameStepVectorEnv`
+at any ``num_envs``: the kernel steps its state in place.
 """
 
 from __future__ import annotations
@@ -198,7 +200,9 @@ class SameStepVectorEnv(gym.vector.VectorWrapper):
     branch never fires. Same seeds, same transitions: the dynamics are the same float64
     equations (``tests/test_envs_vector.py`` compares observations, rewards, terminated and
     truncated flags, final observations and masked resets step by step). Also accepts
-    ``options={"reset_mask": mask}`` as ``SyncVectorEnv`` does.
+    ``options={"reset_mask": mask}`` as ``SyncVectorEnv`` does. Reset states are drawn
+    ahead in blocks (:attr:`reset_states`, the same numbers in the same order), which the
+    compiled rollout of :mod:`pglab.fastrollout` reads too.
     """
 
     def __init__(self, env: gym.vector.VectorEnv):
