@@ -322,3 +322,15 @@ def test_stop_lands_within_a_chunk_at_64_envs() -> None:
     with pytest.raises(Stop):
         tr.collect(1024)
     assert calls == [0, fastrollout.CHUNK_ENV_STEPS, 2 * fastrollout.CHUNK_ENV_STEPS]
+
+
+def test_config_hash_of_the_default_rollout_is_the_old_one() -> None:
+    """Runs stored before the ``rollout`` field existed group (by config) with new ones."""
+    from pglab.algos import make_config
+    from pglab.compare import config_hash
+
+    new = make_config("ppo", {}).to_dict()
+    old = {k: v for k, v in new.items() if k != "rollout"}
+    assert new["rollout"] == "auto"
+    assert config_hash("ppo", new) == config_hash("ppo", old)
+    assert config_hash("ppo", {**new, "rollout": "python"}) != config_hash("ppo", old)
