@@ -170,7 +170,10 @@ def common_span(
 
 # -- groups --------------------------------------------------------------------------------------
 def config_hash(algo: str, config: Mapping[str, Any]) -> str:
-    """8 hex digits of the algorithm and its full config (sorted JSON)."""
+    """8 hex digits of the algorithm and its full config (sorted JSON). ``rollout`` at its
+    default (``"auto"``) is left out, so runs stored before that field existed keep their
+    hash and group with new runs of the same settings."""
+    config = {k: v for k, v in config.items() if not (k == "rollout" and v == "auto")}
     text = json.dumps({"algo": algo, **config}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 

@@ -248,6 +248,13 @@ class BaseConfig:
         "start of every update (costs a little time).",
         equation="Var = tr Cov(g_i) / m,  SNR = |mean g|^2 / Var",
     )
+    rollout: str = param(
+        "auto",
+        "How rollouts are stepped: 'auto' runs CartPole-v1 on CPU (categorical MLP, no obs "
+        "normalisation) as one compiled loop of env and policy (pglab.fastrollout), anything "
+        "else through the Python env loop; 'python' always the Python loop (the reference).",
+        choices=("auto", "python"),
+    )
 
     def __post_init__(self) -> None:
         for info in self.fields():

@@ -13,7 +13,9 @@ Vectorisation: where gymnasium ships a numpy-vectorised implementation of an env
 ``vector_entry_point``; among the lab's envs only CartPole), :func:`make_vec` uses it through
 :class:`SameStepVectorEnv`, which gives it the per-env path's auto-reset and seeding, so both
 produce the same transitions (``tests/test_envs_vector.py`` steps them side by side); all
-other envs run one Python env each in :class:`SyncVectorEnv`.
+other envs run one Python env each in :class:`SyncVectorEnv`. Trainers whose rollouts go
+through the compiled CartPole rollout (:mod:`pglab.fastrollout`) use :class:`SameStepVectorEnv`
+at any ``num_envs``: the kernel steps its state in place.
 """
 
 from __future__ import annotations
@@ -198,7 +200,9 @@ class SameStepVectorEnv(gym.vector.VectorWrapper):
     branch never fires. Same seeds, same transitions: the dynamics are the same float64
     equations (``tests/test_envs_vector.py`` compares observations, rewards, terminated and
     truncated flags, final observations and masked resets step by step). Also accepts
-    ``options={"reset_mask": mask}`` as ``SyncVectorEnv`` does.
+    ``options={"reset_mask": mask}`` as ``SyncVectorEnv`` does. Reset states are drawn
+    ahead in blocks (:attr:`reset_states`, the same numbers in the same order), which the
+    compiled rollout of :mod:`pglab.fastrollout` reads too.
     """
 
     def __init__(self, env: gym.vector.VectorEnv):
@@ -209,10 +213,30 @@ class SameStepVectorEnv(gym.vector.VectorWrapper):
         self.autoreset_mode = gym.vector.AutoresetMode.SAME_STEP
         self._inner = inner
         self._rngs: list[np.random.Generator] | None = None
+        # Reset states drawn ahead from each env's generator, RESET_BLOCK at a time (one
+        # uniform(size=(K, 4)) draws the same numbers as K successive uniform(size=4) draws):
+        # env i's next reset is reset_states[i, reset_pos[i]]. The compiled rollout
+        # (pglab.fastrollout) takes its resets from here too, so the Python step and the
+        # compiled one consume one stream and can take turns on the same env.
+        self.reset_states = np.zeros((self.num_envs, self.RESET_BLOCK, 4), dtype=np.float64)
+        self.reset_pos = np.full(self.num_envs, self.RESET_BLOCK, dtype=np.int64)
+
+    RESET_BLOCK = 64
+
+    def refill_resets(self) -> None:
+        """Draw a new block of reset states for every env that has used up its block."""
+        assert self._rngs is not None
+        for i in np.flatnonzero(self.reset_pos >= self.RESET_BLOCK):
+            self.reset_states[i] = self._rngs[i].uniform(
+                low=-0.05, high=0.05, size=(self.RESET_BLOCK, 4)
+            )
+            self.reset_pos[i] = 0
 
     def _reset_env(self, i: int) -> None:
-        assert self._rngs is not None
-        self._inner.state[:, i] = self._rngs[i].uniform(low=-0.05, high=0.05, size=(4,))
+        if self.reset_pos[i] >= self.RESET_BLOCK:
+            self.refill_resets()
+        self._inner.state[:, i] = self.reset_states[i, self.reset_pos[i]]
+        self.reset_pos[i] += 1
         self._inner.steps[i] = 0
 
     def reset(self, *, seed=None, options=None):  # type: ignore[override]
@@ -230,9 +254,11 @@ class SameStepVectorEnv(gym.vector.VectorWrapper):
             fresh = [seeding.np_random(s)[0] for s in seeds]
             if self._rngs is None or mask is None:
                 self._rngs = fresh
+                self.reset_pos[:] = self.RESET_BLOCK  # states drawn ahead are void
             else:
                 for i in np.flatnonzero(mask):
                     self._rngs[i] = fresh[i]
+                    self.reset_pos[i] = self.RESET_BLOCK
         if inner.state is None:
             self.env.reset(seed=None if seed is None else int(np.asarray(seed).ravel()[0]))
         for i in range(n) if mask is None else np.flatnonzero(mask):

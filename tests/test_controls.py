@@ -94,6 +94,7 @@ def test_paused_time_is_not_training_time():
         "batch_size": 64,
         "n_epochs": 2,
         "grad_diagnostics": False,
+        "rollout": "python",  # polls every env step (the compiled rollout: every chunk)
     }
     trainer = make_trainer("ppo", cfg, seed=0)
     calls = {"n": 0}

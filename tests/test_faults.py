@@ -46,7 +46,7 @@ server = test_browser.server  # the real-server fixture of the browser tests
 def test_bad_config_json_is_one_line_naming_the_field(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match) as info:
         parse_config_json(text)
-    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+    assert "\n" not in str(info.value) and len(str(info.value)) < 600  # PPO lists ~40 fields
 
 
 def test_long_strings_are_cut_in_the_message() -> None:

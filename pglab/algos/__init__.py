@@ -54,11 +54,16 @@ def make_trainer(
 
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) the CPU kernels of :mod:`pglab.kernels` by
-    running one small PPO update on a Discrete and on a Box env. The first use on a machine
-    compiles them (a few seconds); ``python3 tasks.py`` does it right after installing, so
-    the lab's first run does not stall, and the benchmarks do it before timing anything."""
+    running one small PPO update on a Discrete and on a Box env (the first also compiles the
+    CartPole rollout of :mod:`pglab.fastrollout`) and one REINFORCE batch. The first use on
+    a machine compiles them (a few seconds); ``python3 tasks.py`` does it right after
+    installing, so the lab's first run does not stall, and the benchmarks do it before
+    timing anything."""
     small = {"num_envs": 2, "n_steps": 8, "batch_size": 16, "n_epochs": 1, "total_steps": 16}
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         trainer = make_trainer("ppo", {**small, "env_id": env_id})
         trainer.update()
         trainer.close()
+    trainer = make_trainer("reinforce", {"batch_size": 1, "total_steps": 1})
+    trainer.update()
+    trainer.close()

@@ -27,7 +27,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from pglab import kernels
+from pglab import fastrollout, kernels
 from pglab.config import BaseConfig
 from pglab.envs import env_info, make_env, make_vec
 from pglab.estimators import gae
@@ -112,7 +112,11 @@ class Trainer(ABC):
         # engine trains several runs in threads of one process, and the global RNG would mix
         # their draws (and break same-seed reproducibility).
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.envs = make_vec(config.env_id, self.num_envs, seed)
+        # The compiled CartPole rollout (pglab.fastrollout) steps gymnasium's numpy CartPole
+        # env, whatever num_envs: at one env too, it costs a fraction of the Python env's step.
+        compiled = fastrollout.applies(config, self.device)
+        mode = "vector_entry_point" if compiled else "auto"
+        self.envs = make_vec(config.env_id, self.num_envs, seed, mode=mode)
         self.obs_space = self.envs.single_observation_space
         self.act_space = self.envs.single_action_space
         obs, _ = self.envs.reset(seed=seed)
@@ -159,6 +163,9 @@ class Trainer(ABC):
         self._numpy_actor: NumpyActor | None = None
         if NumpyActor.supports(self.policy):
             self._numpy_actor = NumpyActor(self.policy)
+        self._compiled_rollout: fastrollout.CompiledCartPole | None = None
+        if compiled and fastrollout.policy_supported(self.policy):
+            self._compiled_rollout = fastrollout.CompiledCartPole(self)
 
     # -- hooks for subclasses ------------------------------------------------------------------
     @property
@@ -204,8 +211,9 @@ class Trainer(ABC):
 
     def poll(self) -> None:
         """Let the driver stop or pause the run here (see :attr:`control`). Trainers call it
-        once per env step (in :meth:`env_step`) and once per gradient step, so Stop and
-        Pause land within one of those, not one whole update."""
+        once per env step (in :meth:`env_step`; the compiled rollout once per chunk of at most
+        :data:`pglab.fastrollout.CHUNK_ENV_STEPS` env steps, a few milliseconds) and once per
+        gradient step, so Stop and Pause land within one of those, not one whole update."""
         if self.control is not None:
             self._paused_s += self.control()
 
@@ -394,9 +402,15 @@ class Trainer(ABC):
 
         The rollout is gathered in numpy buffers allocated once and moved to the device in one
         go at the end; the only per-step work is one policy forward, one env step and the
-        episode bookkeeping.
+        episode bookkeeping. Where the compiled CartPole rollout applies
+        (:func:`pglab.fastrollout.applies`), all of that is one compiled call per chunk of
+        steps, from the same noise and the same env state.
         """
         T, N = n_steps, self.num_envs
+        if self._compiled_rollout is not None and self._numpy_actor is not None:
+            noise = self.draw_noise((T, N))
+            assert noise is not None
+            return self._compiled_rollout.collect(T, noise.numpy())
         obs = self._obs
         first = self.obs_array(obs)
         obs_buf = np.empty((T, *first.shape), dtype=np.float32)

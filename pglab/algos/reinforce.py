@@ -296,6 +296,21 @@ class Reinforce(Trainer):
         self._noise_pos += 1
         return self._noise[self._noise_pos - 1]
 
+    def _noise_rows(self) -> tuple[np.ndarray, int]:
+        """The current block of sampling noise ``[1024, N, ...]`` and its first unused row
+        (a new block where the last is used up): the compiled rollout reads the rows
+        :meth:`_next_noise` would hand out one by one."""
+        if self._noise is None or self._noise_pos == len(self._noise):
+            self._noise = self.draw_noise((1024, self.num_envs))
+            assert self._noise is not None
+            self._noise_np = self._noise.cpu().numpy()
+            self._noise_pos = 0
+        assert self._noise_np is not None
+        return self._noise_np, self._noise_pos
+
+    def _use_noise_rows(self, pos: int) -> None:
+        self._noise_pos = pos
+
     def _sample_np(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Actions and log pi(a|s) for one step's observations ``[N, ...]`` (numpy)."""
         noise = self._next_noise()
@@ -326,6 +341,15 @@ class Reinforce(Trainer):
         buf_a: list[list[np.ndarray]] = [[] for _ in range(N)]
         buf_r: list[list[float]] = [[] for _ in range(N)]
         steps_mode = cfg.batch_mode == "steps"
+        if self._compiled_rollout is not None and self._numpy_actor is not None:
+            # the same loop compiled (pglab.fastrollout); without the numpy actor, torch samples
+            compiled, obs = self._compiled_rollout.collect_episodes(
+                share, steps_mode, cfg.min_episodes, self._noise_rows, self._use_noise_rows
+            )
+            episodes = [
+                EpisodeData(*(torch.from_numpy(a).to(self.device) for a in ep)) for ep in compiled
+            ]
+            active[:] = False  # every env has played its share
         while active.any():
             o = self.obs_array(obs)
             actions, _ = self._sample_np(o)
