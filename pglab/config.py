@@ -245,7 +245,8 @@ class BaseConfig:
     grad_diagnostics: bool = param(
         True,
         "Measure the policy-gradient variance and SNR from per-episode gradient samples at the "
-        "start of every update (costs a little time).",
+        "start of every update (costs a little time; A2C's small batches: every k-th update, "
+        "at least every 200 env steps).",
         equation="Var = tr Cov(g_i) / m,  SNR = |mean g|^2 / Var",
     )
     rollout: str = param(

@@ -40,8 +40,11 @@ def test_a2c_smoke(env_id, optimizer):
     while not trainer.done:
         rows.append(trainer.update())
     assert trainer.env_steps == 400 and trainer.updates == 10
-    for m in rows:
-        assert EXPECTED <= set(m) <= set(METRICS), (EXPECTED - set(m), set(m) - set(METRICS))
+    assert trainer.diag_every == 5  # 40-step batches: the gradient diagnostic every 5th update
+    for k, m in enumerate(rows):
+        want = EXPECTED if k % 5 == 0 else EXPECTED - {"diag/grad_var", "diag/grad_snr"}
+        assert want <= set(m) <= set(METRICS), (want - set(m), set(m) - set(METRICS))
+        assert (k % 5 == 0) == ("diag/grad_var" in m)
         assert all(math.isfinite(v) for v in m.values())
         assert m["diag/approx_kl"] >= 0.0
     assert "trpo/kl" not in rows[-1] and "diag/clip_fraction" not in rows[-1]

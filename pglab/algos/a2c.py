@@ -47,6 +47,10 @@ from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnos
 from pglab.optim import FlatAdam, FlatRMSprop
 from pglab.rollout import segment_ids
 
+# A2C's gradient diagnostic runs on every k-th update, k = ceil(DIAG_MIN_STEPS / batch steps):
+# every update from 200-step batches up, every 5th at the zoo's 8 envs x 5 steps.
+DIAG_MIN_STEPS = 200
+
 
 @dataclass(frozen=True)
 class A2CConfig(BaseConfig):
@@ -133,9 +137,13 @@ class A2C(Trainer):
         self.params = [self.flat_params]
         # the by-hand diagnostic's fixed facts, looked up once (each walks the module tree)
         self._diag_params = list(self.policy.parameters())
-        self._diag_fits = backprop.segment_grads_fit(
-            self.policy, self.config.num_envs * self.config.n_steps
-        )
+        batch_steps = self.config.num_envs * self.config.n_steps
+        self._diag_fits = backprop.segment_grads_fit(self.policy, batch_steps)
+        # The gradient diagnostic on every update of A2C's tiny batches (40 steps at the zoo
+        # settings, 8-10 episode segments) cost as much as the update itself (it halved the
+        # SPS); it runs every k-th update instead (the first included), so measurements come
+        # at least every DIAG_MIN_STEPS env steps and cost ~10% of training.
+        self.diag_every = max(1, math.ceil(DIAG_MIN_STEPS / batch_steps))
         lr = self.config.learning_rate
         if self.config.optimizer == "rmsprop":
             # SB3's A2C: RMSprop with alpha 0.99 and eps 1e-5 (PyTorch's default eps is 1e-8).
@@ -185,7 +193,6 @@ class A2C(Trainer):
         # 2. estimate -----------------------------------------------------------------------
         b_obs = batch.obs.flatten(0, 1)  # [T*N, ...]
         values, advantages, returns = self.gae_estimate(batch, cfg.gae_lambda)
-        seg, n_seg = segment_ids(batch.dones)
         b_actions = batch.actions.flatten(0, 1)
         b_old_log_prob = batch.log_probs.flatten(0, 1)
         b_advantages = advantages.flatten()
@@ -195,7 +202,8 @@ class A2C(Trainer):
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
         metrics: dict[str, float] = {}
-        if cfg.grad_diagnostics:
+        if cfg.grad_diagnostics and self.updates % self.diag_every == 0:
+            seg, n_seg = segment_ids(batch.dones)
             # per-segment samples by hand on the CPU path (the same numbers, a few times faster)
             args = (self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
             if self.backprop is not None:
