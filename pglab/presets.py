@@ -298,20 +298,33 @@ def get_preset(name: str) -> Preset:
     raise ValueError(f"preset: {name!r} is not a preset (one of {', '.join(PRESETS)})")
 
 
+# The ladder's critic fit for REINFORCE's value baseline (see ladder()).
+LADDER_CRITIC_FIT = {"vf_iters": 20, "vf_learning_rate": 1e-2}
+
+
 def ladder(env_id: str, total_steps: int) -> list[tuple[str, str, dict[str, Any]]]:
     """The variance-reduction ladder on one env and budget: (label, algo, settings) per rung.
 
     Each rung adds one idea to the previous one: total return -> reward-to-go (causality)
     -> constant baseline -> learned value baseline -> A2C's bootstrapped GAE critic -> PPO's
     several clipped epochs per batch. Everything else stays at the algorithm's defaults so
-    the rungs differ only in what the label says.
+    the rungs differ only in what the label says, with one exception: the value baseline is
+    fitted with :data:`LADDER_CRITIC_FIT` (20 full-batch Adam steps at 1e-2) instead of
+    REINFORCE's default, Spinning Up's 80 steps at 1e-3. On CartPole it is as good a baseline
+    (8 seeds, 100k steps: median early gradient variance 46.9 vs 60.5, mean explained
+    variance 0.35 vs 0.32, final return 441 vs 452) at a quarter of the arithmetic, which
+    was 86% of that rung's time (README, issue 15).
     """
     common = {"env_id": env_id, "total_steps": total_steps}
     return [
         ("REINFORCE, total return", "reinforce", {**common, "psi": "total", "baseline": "none"}),
         ("REINFORCE, reward-to-go", "reinforce", {**common, "psi": "rtg", "baseline": "none"}),
         ("+ constant baseline", "reinforce", {**common, "psi": "rtg", "baseline": "constant"}),
-        ("+ value baseline", "reinforce", {**common, "psi": "rtg", "baseline": "value"}),
+        (
+            "+ value baseline",
+            "reinforce",
+            {**common, "psi": "rtg", "baseline": "value", **LADDER_CRITIC_FIT},
+        ),
         ("A2C with GAE", "a2c", {**common, "gae_lambda": 0.95}),
         ("PPO", "ppo", dict(common)),
     ]

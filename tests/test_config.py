@@ -97,3 +97,5 @@ def test_ladder_rungs_are_valid_and_share_env_and_budget() -> None:
         assert settings["env_id"] == "CartPole-v1" and settings["total_steps"] == 50_000
         if _algo_exists(algo):
             make_config(algo, settings)
+    value = next(s for label, _, s in rungs if label == "+ value baseline")
+    assert value["vf_iters"] == 20 and value["vf_learning_rate"] == 1e-2  # see ladder()
