@@ -25,6 +25,9 @@ Sections (each returns its figures under its name):
   100k CartPole steps) headless in this one process, seed by seed with the rungs interleaved:
   every rung's SPS and its ratio to PPO's (target >= 0.8x), and the wall time of all 18 runs
   (target < 40 s; it was ~180 s with autograd and Python envs).
+- ``ladder_critic_fit``: the ladder's value-baseline critic fit (20 full-batch steps at 1e-2)
+  against REINFORCE's default (80 at 1e-3), 8 seeds: time, early gradient variance,
+  explained variance, final return.
 - ``ladder_engine``: the same 18 runs launched the way the Compare page's ladder button
   launches them, into the run engine with its default concurrency (one run per core, threads
   sharing the GIL): wall time from launch to the last run's end.
@@ -408,6 +411,51 @@ def ladder(quick: bool, log: Log) -> dict[str, Any]:
     return out
 
 
+def ladder_critic_fit(quick: bool, log: Log) -> dict[str, Any]:
+    """The ladder's value-baseline critic fit (:data:`pglab.presets.LADDER_CRITIC_FIT`, 20
+    full-batch steps at 1e-2) against REINFORCE's default (80 at 1e-3), 8 seeds x 100k
+    CartPole: wall time, the median over seeds of the early gradient variance (median of the
+    first 5 updates' ``diag/grad_var``), the mean explained variance and the final return."""
+    from pglab.algos import make_config
+    from pglab.presets import LADDER_CRITIC_FIT
+
+    seeds = range(2 if quick else 8)
+    total = 30_000 if quick else 100_000
+    fits = {"default (80 at 1e-3)": {}, "ladder (20 at 1e-2)": dict(LADDER_CRITIC_FIT)}
+    rows: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in fits}
+    for seed in seeds:
+        for name, fit in fits.items():
+            settings = {"env_id": "CartPole-v1", "total_steps": total, "psi": "rtg"}
+            cfg = make_config("reinforce", {**settings, "baseline": "value", **fit})
+            tr = make_trainer("reinforce", cfg, seed=seed)
+            grad_var, ev = [], []
+            t0 = time.perf_counter()
+            while not tr.done:
+                m = tr.update()
+                grad_var.append(m.get("diag/grad_var", float("nan")))
+                ev.append(m.get("diag/explained_variance", float("nan")))
+            rows[name].append(
+                (
+                    time.perf_counter() - t0,
+                    float(np.nanmedian(grad_var[:5])),
+                    float(np.nanmean(ev)),
+                    tr.final_return(),
+                )
+            )
+            tr.close()
+    out: dict[str, Any] = {"seeds": list(seeds), "total_steps": total}
+    for name, r in rows.items():
+        a = np.asarray(r)
+        out[name] = {
+            "wall_s_mean": round(float(a[:, 0].mean()), 2),
+            "early_grad_var_median": round(float(np.median(a[:, 1])), 1),
+            "explained_variance_mean": round(float(a[:, 2].mean()), 3),
+            "final_return_mean": round(float(a[:, 3].mean()), 1),
+        }
+        log(f"  {name:22s} {out[name]}")
+    return out
+
+
 def ladder_engine(quick: bool, log: Log) -> dict[str, Any]:
     """The same 18 runs launched as the Compare page's ladder button launches them
     (:func:`pglab.compare.launch_ladder` into a :class:`~pglab.engine.Registry` with its
@@ -597,6 +645,7 @@ SECTIONS: dict[str, tuple[Callable[[bool, Log], dict[str, Any]], bool]] = {
     "grad_diag_cost": (grad_diag_cost, True),
     "ladder": (ladder, True),
     "ladder_engine": (ladder_engine, False),
+    "ladder_critic_fit": (ladder_critic_fit, False),
     "a2c_vs_sb3": (a2c_vs_sb3, True),
     "trpo_vs_sb3": (trpo_vs_sb3, True),
     "ppo_vs_purejaxrl": (ppo_vs_purejaxrl, True),
