@@ -90,9 +90,10 @@ active = any(
 # One timed fragment for the whole panel: two timed fragments on one page trip a Streamlit
 # frontend bug (stale-node cleanup scoped to the other fragment's run), which leaves stale
 # duplicates of the charts on screen. A click in the panel reruns only this fragment, at
-# once; the timer is 2 s because every refresh costs the training threads GIL time and
-# the browser a redraw (on 2 cores a 1 s refresh halved the runs' throughput).
-@st.fragment(run_every=2.0 if active and not frozen else None)
+# once; the timer is 3 s because every refresh costs the browser a redraw, CPU the two
+# training threads need on 2 cores (the charts take new rows every CHART_REFRESH_S, i.e. at
+# every second refresh; at a 1 s refresh the runs' throughput halved).
+@st.fragment(run_every=3.0 if active and not frozen else None)
 def live_panel() -> None:
     still_active = ui.render_controls(registry, watched, hidden)
     smoothing, x_axis = ui.view_controls()

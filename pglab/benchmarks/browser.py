@@ -1,7 +1,7 @@
 """Browser benchmark: the live Train page as a class sees it, in a real Chromium.
 
 Starts ``streamlit run app.py`` on loopback with a temporary store, drives Debian's chromium
-through Playwright, launches 4 PPO runs of 3M steps from the Train page (2 train, 2 queue on
+through Playwright, launches 4 PPO runs of 30M steps from the Train page (2 train, 2 queue on
 a 2-core machine) and, after 60 s and again after 180 s of training (``--quick``: 20 s and
 45 s), reports:
 
@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# Long enough that all four runs still train when the last figure is taken (~6 min): with the
+# compiled rollout two PPO runs at once on 2 cores finished 3M steps each in about 2 minutes.
+RUN_STEPS = 30_000_000
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -222,7 +225,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
 
     marks = (20, 45) if quick else (60, 180)
     sps_window, sps_rounds = (8, 2) if quick else (20, 3)
-    out: dict[str, Any] = {"quick": quick, "cpus": os.cpu_count(), "runs": "4 x PPO 3M steps"}
+    out: dict[str, Any] = {"quick": quick, "cpus": os.cpu_count(), "runs": "4 x PPO 30M steps"}
     with tempfile.TemporaryDirectory(prefix="pglab-bench-browser-") as tmp:
         store_path = Path(tmp) / "runs.sqlite"
         port = int(os.environ.get("PGLAB_BENCH_PORT", "0")) or None
@@ -234,8 +237,8 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             _track_ws(page)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            log(f"server {base}; launching 4 PPO runs of 3,000,000 steps from Train")
-            launch_from_train(page, base, "PPO", 4, 3_000_000)
+            log(f"server {base}; launching 4 PPO runs of {RUN_STEPS:,} steps from Train")
+            launch_from_train(page, base, "PPO", 4, RUN_STEPS)
             t_launch = time.monotonic()
             live_url = page.url
             store = Store(store_path)

@@ -232,7 +232,8 @@ def sidebar_status() -> None:
         st.caption(f"Run engine unavailable: {first}")
         return
 
-    @st.fragment(run_every=1.0 if n_active else None)
+    # every 3 s, as the Train panel: each refresh costs the browser CPU the runs need
+    @st.fragment(run_every=3.0 if n_active else None)
     def live_count() -> None:
         ids = registry.active_ids()
         statuses = [registry.status(i) for i in ids]

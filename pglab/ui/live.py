@@ -28,9 +28,13 @@ from pglab.reduce import reduce_trace
 from pglab.ui.charts import line_figure, reference_traces, show_chart
 from pglab.ui.common import ACTIVE, COLORS
 
-CHART_POINTS = 800  # per small chart, shared by its runs: 9 charts + the return chart < 10k
+# Points per small chart, shared by its runs (each chart is a third of the page wide, ~450 px:
+# 400 points of min/max envelope are one to a pixel), and for the full-width return chart.
+# The browser's redraw of the charts is what the page costs the training threads on 2 cores
+# (800 a chart: SPS with the page open 0.89x headless).
+CHART_POINTS = 400
 RETURN_POINTS = 1200
-CHART_REFRESH_S = 5.0  # charts take new rows this often; the controls every second
+CHART_REFRESH_S = 5.0  # charts take new rows this often; the controls at every refresh
 MAX_WATCHED = 12  # runs drawn at once; the Runs page lists the rest
 X_AXES = {
     "env steps": "time/env_steps",
