@@ -92,7 +92,7 @@ active = any(
 # duplicates of the charts on screen. A click in the panel reruns only this fragment, at
 # once; the timer is 3 s because every refresh costs the browser a redraw, CPU the two
 # training threads need on 2 cores (the charts take new rows every CHART_REFRESH_S, i.e. at
-# every second refresh; at a 1 s refresh the runs' throughput halved).
+# every third refresh; at a 1 s refresh the runs' throughput halved).
 @st.fragment(run_every=3.0 if active and not frozen else None)
 def live_panel() -> None:
     still_active = ui.render_controls(registry, watched, hidden)
