@@ -40,6 +40,7 @@ FIELD_LABELS: dict[tuple[str, str], str] = {
     ("*", "vf_learning_rate"): "Critic learning rate",
     ("*", "vf_iters"): "Critic fitting steps per update",
     ("*", "optimizer"): "Optimiser",
+    ("*", "rollout"): "Rollout engine",
     ("reinforce", "psi"): "Return weighting",
     ("reinforce", "baseline"): "Baseline",
     ("reinforce", "batch_mode"): "Batch counted in",
@@ -83,6 +84,10 @@ CHOICE_LABELS: dict[str, dict[Any, str]] = {
     "clip_schedule": {"constant": "constant", "linear": "linear decay to 0"},
     "lr_schedule": {"constant": "constant", "linear": "linear decay to 0"},
     "activation": {"tanh": "tanh", "relu": "ReLU"},
+    "rollout": {
+        "auto": "compiled where it applies (CartPole on CPU)",
+        "python": "Python env loop (the reference)",
+    },
 }
 
 
