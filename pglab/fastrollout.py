@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -367,6 +367,26 @@ class _Share:
         self.n_episodes = np.zeros(1, dtype=np.int64)
 
 
+def cartpole_constants(inner: Any) -> np.ndarray:
+    """The physics constants the kernel reads, from gymnasium's CartPole (vector) env, in
+    the kernel's order (float64)."""
+    return np.array(
+        [
+            inner.gravity,
+            inner.masspole,
+            inner.total_mass,
+            inner.length,
+            inner.polemass_length,
+            inner.force_mag,
+            inner.tau,
+            inner.theta_threshold_radians,
+            inner.x_threshold,
+            inner.max_episode_steps,
+        ],
+        dtype=np.float64,
+    )
+
+
 class CompiledCartPole:
     """Drives :func:`cartpole_policy_rollout` for a trainer: the env's state, its reset
     stream, the episode tracker and the trainer's bookkeeping (``env_steps``, finished
@@ -381,21 +401,7 @@ class CompiledCartPole:
         inner = envs.unwrapped
         self.inner = inner
         assert inner.kinematics_integrator == "euler" and not inner._sutton_barto_reward
-        self.consts = np.array(
-            [
-                inner.gravity,
-                inner.masspole,
-                inner.total_mass,
-                inner.length,
-                inner.polemass_length,
-                inner.force_mag,
-                inner.tau,
-                inner.theta_threshold_radians,
-                inner.x_threshold,
-                inner.max_episode_steps,
-            ],
-            dtype=np.float64,
-        )
+        self.consts = cartpole_constants(inner)
         self._no_share = _Share(trainer.num_envs, 0, False, 0)
 
     def _env_state(self) -> tuple[np.ndarray, np.ndarray]:

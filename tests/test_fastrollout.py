@@ -45,20 +45,7 @@ class _Kernel:
         self.actor = NumpyActor(policy)
         inner = self.env.unwrapped
         self.inner = inner
-        self.consts = np.array(
-            [
-                inner.gravity,
-                inner.masspole,
-                inner.total_mass,
-                inner.length,
-                inner.polemass_length,
-                inner.force_mag,
-                inner.tau,
-                inner.theta_threshold_radians,
-                inner.x_threshold,
-                inner.max_episode_steps,
-            ]
-        )
+        self.consts = fastrollout.cartpole_constants(inner)
         T, N = steps, num_envs
         self.b = {
             "obs": np.zeros((T + 1, N, 4), np.float32),
