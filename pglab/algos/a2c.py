@@ -38,14 +38,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pglab import backprop
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.algos.ppo import clip_grad_norm, value_loss_grad
 from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.diagnostics import approx_kl, explained_variance
 from pglab.optim import FlatAdam, FlatRMSprop
-from pglab.rollout import segment_ids
 
 # A2C's gradient diagnostic runs on every k-th update, k = ceil(DIAG_MIN_STEPS / batch steps):
 # every update from 200-step batches up, every 5th at the zoo's 8 envs x 5 steps.
@@ -135,10 +133,7 @@ class A2C(Trainer):
         else:
             self.flat_params = flatten_parameters(self.policy, self.value)
         self.params = [self.flat_params]
-        # the by-hand diagnostic's fixed facts, looked up once (each walks the module tree)
-        self._diag_params = list(self.policy.parameters())
         batch_steps = self.config.num_envs * self.config.n_steps
-        self._diag_fits = backprop.segment_grads_fit(self.policy, batch_steps)
         # The gradient diagnostic on every update of A2C's tiny batches (40 steps at the zoo
         # settings, 8-10 episode segments) cost as much as the update itself (it halved the
         # SPS); it runs every k-th update instead (the first included), so measurements come
@@ -203,17 +198,7 @@ class A2C(Trainer):
 
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics and self.updates % self.diag_every == 0:
-            seg, n_seg = segment_ids(batch.dones)
-            # per-segment samples by hand on the CPU path (the same numbers, a few times faster)
-            args = (self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
-            if self.backprop is not None:
-                metrics.update(
-                    backprop.policy_grad_diagnostics(
-                        *args, fits=self._diag_fits, params=self._diag_params
-                    )
-                )
-            else:
-                metrics.update(policy_grad_diagnostics(*args))
+            metrics.update(self.rollout_grad_diagnostics(batch, b_obs, b_actions, b_advantages))
 
         # 3. update: one step on the shared loss -------------------------------------------
         policy_loss, value_loss, ent = self.loss_and_grad(b_obs, b_actions, b_advantages, b_returns)

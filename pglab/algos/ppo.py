@@ -39,14 +39,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pglab import backprop, kernels
+from pglab import kernels
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.diagnostics import approx_kl, explained_variance
 from pglab.kernels import clipped_surrogate_grad, kl_penalty_surrogate_grad
 from pglab.optim import FlatAdam
-from pglab.rollout import RewardScaler, segment_ids
+from pglab.rollout import RewardScaler
 
 
 @dataclass(frozen=True)
@@ -279,13 +279,6 @@ class PPO(Trainer):
         else:
             self.flat_params = flatten_parameters(self.policy, self.value)
         self.optimizer = FlatAdam(self.flat_params, lr=self.config.learning_rate, eps=1e-5)
-        # the by-hand gradient diagnostic's fixed facts, looked up once (as A2C's): it takes
-        # batches up to backprop.SEGMENT_GRADS_MAX_FLOATS / largest layer steps (1,024 at 64
-        # units; 20-30% faster there), bigger ones go through the general (autograd) version
-        self._diag_params = list(self.policy.parameters())
-        self._diag_fits = backprop.segment_grads_fit(
-            self.policy, self.config.num_envs * self.config.n_steps
-        )
         self.kl_beta = self.config.kl_beta_init
         self.reward_scaler: RewardScaler | None = None
         if self.config.normalize_reward:
@@ -387,16 +380,7 @@ class PPO(Trainer):
         metrics: dict[str, float] = {}
         # 3. diagnose the policy gradient the first epoch will follow (weights = advantages)
         if cfg.grad_diagnostics:
-            seg, n_seg = segment_ids(batch.dones)
-            args = (self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg)
-            if self.backprop is not None:  # by hand where the per-step products fit in memory
-                metrics.update(
-                    backprop.policy_grad_diagnostics(
-                        *args, fits=self._diag_fits, params=self._diag_params
-                    )
-                )
-            else:
-                metrics.update(policy_grad_diagnostics(*args))
+            metrics.update(self.rollout_grad_diagnostics(batch, b_obs, b_actions, b_advantages))
 
         # 4. optimise
         B = b_obs.shape[0]

@@ -44,10 +44,9 @@ from torch.distributions import Distribution, Normal, kl_divergence
 from pglab.algos.base import _HALF_LOG_2PI, Trainer, flatten_parameters
 from pglab.backprop import PolicyBackprop, ValueBackprop
 from pglab.config import BaseConfig, param
-from pglab.diagnostics import approx_kl, explained_variance, policy_grad_diagnostics
+from pglab.diagnostics import approx_kl, explained_variance
 from pglab.optim import FlatAdam
 from pglab.policies import entropy, log_prob
-from pglab.rollout import segment_ids
 
 
 @dataclass(frozen=True)
@@ -236,12 +235,7 @@ class TRPO(Trainer):
 
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics:
-            seg, n_seg = segment_ids(batch.dones)
-            metrics.update(
-                policy_grad_diagnostics(
-                    self.policy, b_obs, b_actions, b_advantages, seg.flatten(), n_seg
-                )
-            )
+            metrics.update(self.rollout_grad_diagnostics(batch, b_obs, b_actions, b_advantages))
 
         # 3a. update the policy: natural gradient + line search ---------------------------------
         step = self.policy_step_by_hand if self.backprop is not None else self.policy_step
