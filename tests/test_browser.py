@@ -1,7 +1,7 @@
 """The live path in a real browser: Debian's chromium (Playwright) against `streamlit run`.
 
 One server, one flow: open the lab, launch PPO on CartPole (2 seeds) from Train, see the live
-return chart gain points while it trains and the sidebar count them; the smoothing slider
+return chart gain data while it trains and the sidebar count them; the smoothing slider
 changes the drawn line; Pause then Resume, and Stop, each show within the stated 1.5 s
 times a margin (``PGLAB_LATENCY_MARGIN``, default 2, or the load per core on an
 oversubscribed machine, at most 5; the measured values are printed, and the benchmark
@@ -67,8 +67,11 @@ _TRACES = """(t) => {
     const title = raw.replace(/<[^>]*>/g, '');  // the streamlit theme wraps it in <b>
     if (title.startsWith(t)) {
       // _fullData holds the decoded traces (data.x may still be plotly's base64 form)
-      return (el._fullData || []).map(d => ({name: d.name || '', fill: d.fill || '',
-                                             n: d._length || 0}));
+      return (el._fullData || []).map(d => {
+        const x = Array.from(d.x || []).slice(0, d._length || 0);
+        return {name: d.name || '', fill: d.fill || '', n: d._length || 0,
+                last_x: x.length ? Math.max(...x.filter(Number.isFinite)) : 0};
+      });
     }
   }
   return null;
@@ -78,6 +81,13 @@ _TRACES = """(t) => {
 def _points(page, title: str) -> int:
     traces = page.evaluate(_TRACES, title) or []
     return sum(t["n"] for t in traces)
+
+
+def _last_x(page, title: str) -> float:
+    """The furthest x (env steps) drawn on the chart: it grows while runs train, where the
+    number of points stops growing once the server-side reduction reaches its budget."""
+    traces = page.evaluate(_TRACES, title) or []
+    return max((t["last_x"] or 0 for t in traces), default=0)
 
 
 def _wait_for(cond, timeout: float, what: str, poll: float = 0.25):
@@ -236,9 +246,11 @@ def _flow(page, base: str) -> None:
     shown = page.locator('[data-testid="stAlert"]').all_inner_texts()
     assert not any("out of range" in t or "not allowed" in t for t in shown), shown
 
-    # The live return chart gains points while the runs train.
-    first = _wait_for(lambda: _points(page, "Episode return"), 90, "the first return points")
-    _wait_for(lambda: _points(page, "Episode return") > first, 60, "more return points")
+    # The live return chart gains data while the runs train (further along the x axis; its
+    # number of points is bounded by the reduction and may already be at the budget).
+    _wait_for(lambda: _points(page, "Episode return"), 90, "the first return points")
+    first = _last_x(page, "Episode return")
+    _wait_for(lambda: _last_x(page, "Episode return") > first, 60, "newer return points")
     assert page.get_by_text("running").count() > 0
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("2 run(s) active in this lab").wait_for(timeout=15_000)
