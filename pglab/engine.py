@@ -200,12 +200,18 @@ class _Run:
     state_request: threading.Event = field(default_factory=threading.Event)
     state_ready: threading.Event = field(default_factory=threading.Event)
     live_state: dict[str, Any] | None = None
+    # isolation="process": the child training the run, and its newest update (the rows it
+    # streams are the store's, decimated past update 10,000)
+    process: Any = None
+    latest: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self.go_evt.set()
 
     def last_row(self) -> dict[str, float] | None:
         with self.rows_lock:
+            if self.latest is not None:
+                return self.latest
             return self.rows[-1] if self.rows else None
 
 
@@ -528,9 +534,26 @@ class Registry:
 
     ``max_concurrent`` runs train at once (default: the number of CPU cores); later launches
     queue, first in first out.
+
+    ``isolation``: ``"thread"`` trains each run in a thread of this process; ``"process"``
+    (the lab's) in a child process of its own (:mod:`pglab.run_process`), so runs use every
+    core and the host's own work (a Streamlit server) never holds their GIL. Both record the
+    same statuses, rows and checkpoints and obey the same controls.
     """
 
-    def __init__(self, store: Store | None = None, max_concurrent: int | None = None):
+    def __init__(
+        self,
+        store: Store | None = None,
+        max_concurrent: int | None = None,
+        isolation: str = "thread",
+    ):
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation: {isolation!r} is not allowed (thread or process)")
+        self.isolation = isolation
+        if isolation == "process":
+            from pglab.run_process import prestart
+
+            prestart()
         if max_concurrent is not None and (
             not isinstance(max_concurrent, int) or max_concurrent < 1
         ):
@@ -600,7 +623,12 @@ class Registry:
 
         torch.set_num_threads(1)
         try:
-            _train(run, self.store)
+            if self.isolation == "process":
+                from pglab.run_process import train_in_process
+
+                train_in_process(run, self.store)
+            else:
+                _train(run, self.store)
         finally:
             self.store.release_thread()
             with self._lock:
@@ -679,7 +707,7 @@ class Registry:
         """
         with self._lock:
             run = self._runs.get(run_id)
-        if run is not None and run.trainer is not None:
+        if run is not None and (run.trainer is not None or run.process is not None):
             run.state_ready.clear()
             run.state_request.set()
             if run.state_ready.wait(timeout) and run.live_state is not None:

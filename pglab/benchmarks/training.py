@@ -458,8 +458,9 @@ def ladder_critic_fit(quick: bool, log: Log) -> dict[str, Any]:
 
 def ladder_engine(quick: bool, log: Log) -> dict[str, Any]:
     """The same 18 runs launched as the Compare page's ladder button launches them
-    (:func:`pglab.compare.launch_ladder` into a :class:`~pglab.engine.Registry` with its
-    default concurrency, one run per core), timed from the click to the last run's end."""
+    (:func:`pglab.compare.launch_ladder` into the lab's :class:`~pglab.engine.Registry`: its
+    default concurrency, one run per core, each run in a process of its own), timed from the
+    click to the last run's end, the run processes' forkserver already started."""
     import tempfile
     from pathlib import Path
 
@@ -470,8 +471,11 @@ def ladder_engine(quick: bool, log: Log) -> dict[str, Any]:
     seeds = SEEDS[:1] if quick else SEEDS
     total = 30_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="pglab-bench-ladder-") as tmp:
-        registry = Registry(Store(Path(tmp) / "runs.sqlite"))
+        registry = Registry(Store(Path(tmp) / "runs.sqlite"), isolation="process")
         try:
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()  # as the lab does when it starts (run_process.prestart)
             t0 = time.perf_counter()
             _, ids = launch_ladder(registry, "CartPole-v1", list(seeds), total)
             statuses = [registry.wait(i) for i in ids]

@@ -53,7 +53,7 @@ def _registry_for(store_path: str) -> Any:
     from pglab.engine import Registry
     from pglab.store import Store
 
-    return Registry(Store(store_path))
+    return Registry(Store(store_path), isolation="process")
 
 
 def get_registry() -> Any:
