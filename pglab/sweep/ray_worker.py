@@ -1,9 +1,10 @@
 """What runs inside a Ray worker: pglab's own training loop, streaming its records back.
 
 :func:`train_stream` is a Ray generator task. It trains with :func:`pglab.engine._train` (the
-same loop, statuses, stop/pause semantics and failure messages as the lab's threads), but in
-place of the run store it hands the loop a :class:`_Sink` that queues each write as a message
-the task yields to the driver::
+same loop, statuses, stop/pause semantics and failure messages as the lab's runs), but in
+place of the run store it hands the loop a :class:`~pglab.run_process.MessageSink` (as a
+lab run's child process does) that queues each write as a message the task yields to the
+driver::
 
     ("worker", pid, host)          first, before the trainer is built
     ("status", status, error)      running / paused / the final status
@@ -51,49 +52,6 @@ class Control:
         return self._arrived.get(key, 0)
 
 
-class _Sink:
-    """Stands in for :class:`pglab.store.Store` inside the worker: every write becomes a message."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[tuple[Any, ...]] = queue.Queue()
-
-    def append_metrics(
-        self, run_id: str, rows: list[dict[str, float]], latest: dict[str, float] | None = None
-    ) -> None:
-        if rows or latest is not None:  # latest: the newest update, even if decimated away
-            self.messages.put(("rows", list(rows), latest))
-
-    def check_present(self) -> None:
-        """The driver owns the store file and checks it; the worker has none to lose."""
-
-    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.messages.put(("status", status, error))
-
-    def save_checkpoint(self, run_id: str, state: dict[str, Any]) -> None:
-        from pglab.engine import _cpu_copy
-
-        self.messages.put(("checkpoint", _cpu_copy(state)))
-
-    def release_thread(self) -> None:
-        pass
-
-
-def _apply(run: Any, command: str, sink: _Sink) -> None:
-    """Carry out a driver command the way :class:`pglab.engine.Registry` does for a thread."""
-    with run.lock:
-        if command == "stop":
-            run.stop_evt.set()
-            run.go_evt.set()  # wake a paused loop so it sees the stop
-        elif command == "pause" and run.status in ("queued", "running"):
-            run.go_evt.clear()
-            run.status = "paused"
-            sink.set_status(run.id, "paused")
-        elif command == "go" and run.status == "paused":
-            run.status = "running"
-            sink.set_status(run.id, "running")
-            run.go_evt.set()
-
-
 def warm_worker(control: Any, n: int, key: str = "warm") -> int:
     """Load torch, pglab's trainers and compiled kernels in this worker, then wait until ``n``
     workers have done so (so ``n`` such tasks occupy ``n`` distinct workers). Returns the pid."""
@@ -118,19 +76,21 @@ def train_stream(
     import ray
     import torch
 
-    from pglab.engine import _Run, _train, validate_launch
+    from pglab.engine import _cpu_copy, _Run, _train, validate_launch
+    from pglab.run_process import MessageSink, apply_command
 
     torch.set_num_threads(1)  # one run, one core: as the lab's threads
     yield ("worker", os.getpid(), socket.gethostname())
     cfg = validate_launch(algo, settings, seed, device)
     run = _Run(run_id, algo, cfg, seed, device)
-    sink = _Sink()
+    messages: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    sink = MessageSink(messages.put, _cpu_copy)
 
     def work() -> None:
         try:
             _train(run, sink)  # type: ignore[arg-type]  # a Store in all but the file
         finally:
-            sink.messages.put(_DONE)
+            messages.put(_DONE)
 
     thread = threading.Thread(target=work, name=f"pglab-run-{run_id}", daemon=True)
     thread.start()
@@ -141,11 +101,11 @@ def train_stream(
             if now >= next_poll:
                 new = ray.get(control.get.remote(run_id))
                 if new != command:
-                    _apply(run, new, sink)
+                    apply_command(run, new, sink)
                     command = new
                 next_poll = now + POLL_S
             try:
-                message = sink.messages.get(timeout=POLL_S)
+                message = messages.get(timeout=POLL_S)
             except queue.Empty:
                 continue
             if message is _DONE:
