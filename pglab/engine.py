@@ -20,7 +20,10 @@ Life of a run::
 Threads: at most ``max_concurrent`` runs hold a thread (paused runs keep theirs, with their
 trainer in memory); the rest wait in a FIFO queue. Each worker sets
 ``torch.set_num_threads(1)``: a run is one core's worth of work, and several runs oversubscribe
-the machine if each also spawns a pool. Workers never touch Streamlit.
+the machine if each also spawns a pool. Workers never touch Streamlit. With
+``Registry(isolation="process")`` (the lab's) each worker thread drives a child process that
+runs the same loop (:mod:`pglab.run_process`), so the runs and the Streamlit server do not
+share a GIL and the parent alone writes the store.
 
 Metrics: each update's dict is appended to the run's :class:`MetricHistory` under a lock (the
 newest 2,000 rows whole, older ones evenly decimated, so memory is bounded whatever the run's

@@ -13,6 +13,6 @@ BENCHES = {
     "browser": "pglab.benchmarks.browser",  # real server + Chromium: points, ws, long tasks, clicks
     "rlhf": "pglab.benchmarks.rlhf",  # RLHF Lab: time/samples to KL(pi||pi*) <= 0.05, win rates
     "cuda": "pglab.benchmarks.cuda",  # every algorithm on cuda vs cpu; PPO at 8/64/1024 envs
-    "sweep": "pglab.benchmarks.sweep",  # Ray executor vs local threads: throughput, start-up
+    "sweep": "pglab.benchmarks.sweep",  # Ray executor vs local processes: throughput, start-up
     "rollout": "pglab.benchmarks.rollout",  # compiled CartPole rollout vs the Python env loop
 }

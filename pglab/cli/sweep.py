@@ -1,6 +1,6 @@
 """``python -m pglab sweep SPEC.json``: a grid, an Optuna search or a many-seed study.
 
-    python -m pglab sweep sweep.json                       # threads of this process
+    python -m pglab sweep sweep.json                       # processes of this machine
     python -m pglab sweep sweep.json --executor ray        # a local Ray runtime
     python -m pglab sweep sweep.json --executor ray --address 10.0.0.5:6379 --json
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--executor",
         choices=EXECUTORS,
         default="local",
-        help="local: threads of this process (default); ray: Ray tasks",
+        help="local: a process per run on this machine (default); ray: Ray tasks",
     )
     p.add_argument(
         "--address",

@@ -1,4 +1,4 @@
-"""Where a sweep's runs train: threads of this process (default) or Ray workers.
+"""Where a sweep's runs train: processes of this machine (default) or Ray workers.
 
 Both executors take the same calls from :class:`pglab.sweep.runner.Sweep`::
 
@@ -10,7 +10,7 @@ Both executors take the same calls from :class:`pglab.sweep.runner.Sweep`::
 and the store gets the same records either way: the driver (this process) creates each run,
 owns it (so a dead driver leaves it ``interrupted``) and writes its metrics.
 
-- ``local``: :class:`pglab.engine.Registry`, today's engine, ``max_concurrent`` threads.
+- ``local``: :class:`pglab.engine.Registry`, the lab's engine, ``max_concurrent`` run processes.
 - ``ray``: :class:`pglab.sweep.ray_executor.RayExecutor`, a Ray task per run (Ray is imported
   only when this executor is made).
 """
@@ -56,7 +56,8 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Threads of this process through :class:`pglab.engine.Registry`."""
+    """This machine's cores through :class:`pglab.engine.Registry`: each run in a process of
+    its own (as the lab's runs), so a sweep uses every core."""
 
     kind = "local"
 
@@ -64,7 +65,7 @@ class LocalExecutor:
         from pglab.engine import Registry
 
         self.store = store
-        self.registry = Registry(store, max_concurrent=max_concurrent)
+        self.registry = Registry(store, max_concurrent=max_concurrent, isolation="process")
         self.max_concurrent = self.registry.max_concurrent
 
     def submit(

@@ -1,7 +1,7 @@
 """Running a sweep: trials of N seeds on an executor, scored, searched and recorded.
 
     spec = load_spec("sweep.json")
-    sweep = Sweep(spec, executor="ray")          # or "local" (threads; the default)
+    sweep = Sweep(spec, executor="ray")          # or "local" (run processes; the default)
     result = sweep.run()                          # blocks; sweep.start() runs it in a thread
     sweep.pause(); sweep.resume(); sweep.stop()   # the whole sweep, from any thread
 
