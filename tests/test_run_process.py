@@ -9,19 +9,11 @@ import time
 
 import pytest
 
+# the thread engine's tests' runs and wait: the same runs, the same expectations
+from test_engine import LONG, SMALL, _until
+
 from pglab.engine import Registry
 from pglab.store import Store
-
-SMALL = {"env_id": "CartPole-v1", "num_envs": 2, "n_steps": 16, "grad_diagnostics": False}
-LONG = {**SMALL, "total_steps": 5_000_000}  # never finishes within a test: stopped instead
-
-
-def _until(cond, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
