@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 # As pglab.kernels: sums may be reordered (vectorised); x / 0 is inf/nan, not a raise.
 _kernel = njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
+# At most this many samples of minibatches per compiled call (~10 ms at hidden 64), so the
+# driver's Stop/Pause (Trainer.poll, between calls) lands within that even on big batches.
+CHUNK_SAMPLES = 8192
+
 # The columns of ppo_epoch's per-minibatch output.
 STATS = ("policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl_k1", "approx_kl", "clip")
 
@@ -235,19 +239,22 @@ def _minibatch_step(
 
 @_kernel
 def ppo_epoch(
-    x, actions, old_lp, adv, old_v, ret, perm, batch_size, flat, grad, n_layers, H, n_out,
-    relu, clip_variant, clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef, max_grad_norm,
-    clip_grad, mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step0, stats,
+    x, actions, old_lp, adv, old_v, ret, perm, batch_size, m_lo, m_hi, flat, grad, n_layers,
+    H, n_out, relu, clip_variant, clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef,
+    max_grad_norm, clip_grad, mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step0,
+    stats,
 ):  # fmt: skip  # pragma: no cover - compiled
-    """One epoch: the minibatches ``perm[start : start + batch_size]`` of the batch ``[B, ...]``
-    in order, one :func:`_minibatch_step` each (Adam steps ``step0 + 1, step0 + 2, ...``).
-    Writes one :data:`STATS` row per minibatch into ``stats`` ``[n_minibatches, 7]``; returns
-    the number of steps taken (fewer than the minibatches when a gradient norm was not
-    finite: that minibatch's row is written, its step not taken)."""
+    """Minibatches ``m_lo .. m_hi - 1`` of an epoch, minibatch m being the samples
+    ``perm[m * batch_size : (m + 1) * batch_size]`` of the batch ``[B, ...]``, in order, one
+    :func:`_minibatch_step` each (Adam steps ``step0 + 1, step0 + 2, ...``). Writes minibatch
+    m's :data:`STATS` row into ``stats[m]``; returns the number of steps taken (fewer than
+    ``m_hi - m_lo`` when a gradient norm was not finite: that minibatch's row is written, its
+    step not taken)."""
     B = perm.shape[0]
     n_in = x.shape[1]
     done = 0
-    for m, start in enumerate(range(0, B, batch_size)):
+    for m in range(m_lo, m_hi):
+        start = m * batch_size
         n = min(batch_size, B - start)
         mx = np.empty((n, n_in), dtype=np.float32)
         ma = np.empty(n, dtype=actions.dtype)
@@ -267,7 +274,7 @@ def ppo_epoch(
         ok = _minibatch_step(
             mx, ma, mlp, madv, mv, mret, flat, grad, n_layers, H, n_out, relu, clip_variant,
             clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef, max_grad_norm, clip_grad,
-            mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step0 + m + 1, stats[m],
+            mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step0 + done + 1, stats[m],
         )  # fmt: skip
         if not ok:
             return done
@@ -442,20 +449,34 @@ class FusedEpochs:
     def epoch(
         self, perm: torch.Tensor | None, clip_coef: float, kl_beta: float
     ) -> tuple[np.ndarray, int]:
+        """One pass over the minibatches of ``perm`` (the batch in order when None), in calls
+        of at most :data:`CHUNK_SAMPLES` samples with the trainer's Stop/Pause poll after each.
+        Returns the :data:`STATS` rows and the number of Adam steps taken (on a non-finite
+        gradient norm: up to that minibatch, whose row is the last filled in)."""
         tr = self.trainer
         cfg, opt = tr.config, tr.optimizer
         x, old_lp, adv, old_v, ret = self.batch
         order = self.identity if perm is None else perm.numpy()
         B, bs = x.shape[0], cfg.batch_size
-        rows = np.zeros((-(-B // bs), len(STATS)))
+        n_mb = -(-B // bs)
+        rows = np.zeros((n_mb, len(STATS)))
         clip_grad = cfg.max_grad_norm is not None
-        done = ppo_epoch(
-            x, self.actions, old_lp, adv, old_v, ret, order, bs, self.flat, self.grad,
-            self.n_layers, self.hidden, self.n_out, self.relu, self.clip_variant,
-            float(clip_coef), float(kl_beta), bool(cfg.clip_vloss), float(cfg.vf_coef),
-            float(cfg.ent_coef), float(cfg.max_grad_norm) if clip_grad else 0.0, clip_grad,
-            self.mb_norm, opt.exp_avg.numpy(), opt.exp_avg_sq.numpy(), float(opt.lr),
-            float(opt.beta1), float(opt.beta2), float(opt.eps), opt.steps, rows,
-        )  # fmt: skip
-        opt.steps += done
-        return rows, done
+        per_call = max(1, CHUNK_SAMPLES // bs)
+        steps = 0
+        for m_lo in range(0, n_mb, per_call):
+            m_hi = min(n_mb, m_lo + per_call)
+            done = ppo_epoch(
+                x, self.actions, old_lp, adv, old_v, ret, order, bs, m_lo, m_hi, self.flat,
+                self.grad, self.n_layers, self.hidden, self.n_out, self.relu,
+                self.clip_variant, float(clip_coef), float(kl_beta), bool(cfg.clip_vloss),
+                float(cfg.vf_coef), float(cfg.ent_coef),
+                float(cfg.max_grad_norm) if clip_grad else 0.0, clip_grad, self.mb_norm,
+                opt.exp_avg.numpy(), opt.exp_avg_sq.numpy(), float(opt.lr), float(opt.beta1),
+                float(opt.beta2), float(opt.eps), opt.steps, rows,
+            )  # fmt: skip
+            opt.steps += done
+            steps += done
+            if done < m_hi - m_lo:
+                return rows[: steps + 1], steps
+            tr.poll()  # Stop / Pause land within one call, a few milliseconds
+        return rows, steps

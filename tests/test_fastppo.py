@@ -85,6 +85,19 @@ def test_fused_epochs_equal_the_python_loop(case: str) -> None:
     loop.close()
 
 
+def test_chunked_calls_give_the_same_update_and_poll_between(monkeypatch) -> None:
+    """Big batches go in calls of at most CHUNK_SAMPLES samples, Stop/Pause polled after each."""
+    whole, _ = _pair(PUREJAXRL, seed=2)
+    monkeypatch.setattr(fastppo, "CHUNK_SAMPLES", 64)  # 2 of the 4 minibatches of 32 a call
+    chunked, _ = _pair(PUREJAXRL, seed=2)
+    polls: list[int] = []
+    chunked.control = lambda: polls.append(1) or 0.0
+    _assert_same_row(whole.update(), chunked.update())
+    torch.testing.assert_close(whole.flat_params, chunked.flat_params, rtol=0, atol=0)
+    rollout_polls = -(-chunked.env_steps // 2048)  # the compiled rollout's, per chunk of steps
+    assert len(polls) == rollout_polls + 2 * PUREJAXRL["n_epochs"]
+
+
 def test_fused_epochs_equal_autograd() -> None:
     """Against what CUDA runs (torch sampling, autograd, torch Adam), from the same seed."""
     fused, ref = _pair(PUREJAXRL, seed=3)
