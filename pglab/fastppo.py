@@ -61,27 +61,49 @@ STATS = ("policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl_k1", "a
 @_kernel
 def _mm_abt(a, b, out):  # pragma: no cover - compiled
     """``out = a b^T``: ``a`` ``[m, k]``, ``b`` ``[n, k]``, ``out`` ``[m, n]`` (C order each),
-    as dot products over k in 2x2 blocks of out (four sums per pass, vectorised over k)."""
+    as dot products over k in 4 x 4 blocks of out: sixteen sums per pass over k, each
+    vectorised over k, reading each loaded row of ``a`` and ``b`` four times (20-30% faster
+    than 2 x 2 blocks at 128-256 x 64 x 64)."""
     m, k = a.shape
     n = b.shape[0]
-    m2, n2 = m - m % 2, n - n % 2
-    for i in range(0, m2, 2):
-        for o in range(0, n2, 2):
-            s00 = np.float32(0.0)
-            s01 = np.float32(0.0)
-            s10 = np.float32(0.0)
-            s11 = np.float32(0.0)
+    m4, n4 = m - m % 4, n - n % 4
+    for i in range(0, m4, 4):
+        for o in range(0, n4, 4):
+            s00 = s01 = s02 = s03 = np.float32(0.0)
+            s10 = s11 = s12 = s13 = np.float32(0.0)
+            s20 = s21 = s22 = s23 = np.float32(0.0)
+            s30 = s31 = s32 = s33 = np.float32(0.0)
             for j in range(k):
-                a0, a1 = a[i, j], a[i + 1, j]
-                b0, b1 = b[o, j], b[o + 1, j]
+                a0, a1, a2, a3 = a[i, j], a[i + 1, j], a[i + 2, j], a[i + 3, j]
+                b0, b1, b2, b3 = b[o, j], b[o + 1, j], b[o + 2, j], b[o + 3, j]
                 s00 += a0 * b0
                 s01 += a0 * b1
+                s02 += a0 * b2
+                s03 += a0 * b3
                 s10 += a1 * b0
                 s11 += a1 * b1
-            out[i, o], out[i, o + 1] = s00, s01
-            out[i + 1, o], out[i + 1, o + 1] = s10, s11
-    for i in range(m):  # the odd row and column
-        for o in range(n2 if i < m2 else 0, n):
+                s12 += a1 * b2
+                s13 += a1 * b3
+                s20 += a2 * b0
+                s21 += a2 * b1
+                s22 += a2 * b2
+                s23 += a2 * b3
+                s30 += a3 * b0
+                s31 += a3 * b1
+                s32 += a3 * b2
+                s33 += a3 * b3
+            out[i, o], out[i, o + 1], out[i, o + 2], out[i, o + 3] = s00, s01, s02, s03
+            out[i + 1, o], out[i + 1, o + 1], out[i + 1, o + 2], out[i + 1, o + 3] = (
+                s10, s11, s12, s13,
+            )  # fmt: skip
+            out[i + 2, o], out[i + 2, o + 1], out[i + 2, o + 2], out[i + 2, o + 3] = (
+                s20, s21, s22, s23,
+            )  # fmt: skip
+            out[i + 3, o], out[i + 3, o + 1], out[i + 3, o + 2], out[i + 3, o + 3] = (
+                s30, s31, s32, s33,
+            )  # fmt: skip
+    for i in range(m):  # the rows and columns past the last whole block
+        for o in range(n4 if i < m4 else 0, n):
             s = np.float32(0.0)
             for j in range(k):
                 s += a[i, j] * b[o, j]

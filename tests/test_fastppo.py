@@ -168,3 +168,17 @@ def test_fused_ppo_learns_cartpole() -> None:
         tr.update()
     assert tr.final_return() > 150
     tr.close()
+
+
+def test_matrix_kernels_at_every_shape() -> None:
+    """The blocked product and transpose, including the rows and columns past whole blocks."""
+    rng = np.random.default_rng(0)
+    for m, k, n in [(1, 1, 1), (3, 5, 2), (4, 4, 4), (7, 3, 9), (130, 4, 66), (5, 64, 3)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k)).astype(np.float32)
+        out = np.full((m, n), np.nan, dtype=np.float32)
+        fastppo._mm_abt(a, b, out)
+        np.testing.assert_allclose(out, a @ b.T, rtol=1e-5, atol=1e-5)
+        t = np.full((k, m), np.nan, dtype=np.float32)
+        fastppo._transpose(a, t)
+        np.testing.assert_array_equal(t, a.T)
