@@ -19,17 +19,21 @@ clip_grad_norm` + :class:`pglab.optim.FlatAdam` on the same flat parameter buffe
 
 with the loss gradients, the heads, the gradient clip and the Adam step of
 :mod:`pglab.kernels` called as they are (the same numbers); what is new is the layers: the
-matrix products as compiled dot-product loops (2x2 register blocks, which vectorise; at
-these sizes as fast as BLAS once the call overhead is counted) and tanh as the rational
+matrix products as compiled dot-product loops (4 x 4 blocks, which vectorise; at these
+sizes as fast as torch's MKL once its call overhead is counted) and tanh as the rational
 function of :mod:`pglab.fastrollout` (within 3e-7 of numpy's). Gradients and parameters agree
 with the Python path and with autograd to float32 rounding (``tests/test_fastppo.py``: rtol
 1e-4 after a whole update).
 
 Per minibatch it returns the numbers PPO reports (:data:`STATS`), so the metrics row is
-unchanged; the Python loop over epochs stays, with the target-KL stop and the Stop/Pause
-poll between epochs. Where it applies: see :func:`applies` (categorical MLP policy, CPU,
-float32); anything else takes the Python path, which stays the reference (and autograd the
-CUDA path).
+unchanged; the Python loop over epochs stays, with the target-KL stop, and the Stop/Pause
+poll comes between calls (an epoch is cut into calls of at most :data:`CHUNK_SAMPLES`).
+Where it applies: see :func:`applies` (categorical MLP policy, CPU, float32); anything
+else takes the Python path, which stays the reference (and autograd the CUDA path).
+
+Caching: numba's on-disk cache of a kernel here is invalidated when this file changes, not
+when a :mod:`pglab.kernels` function it calls does; after editing those, touch this file (or
+clear ``pglab/__pycache__/fastppo.*.nb*``).
 """
 
 from __future__ import annotations
