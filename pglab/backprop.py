@@ -498,11 +498,42 @@ def policy_grad_diagnostics(
             policy, obs, actions, weights, segments, n_segments
         )
     assert isinstance(policy, CategoricalMLP | GaussianMLP)
-    samples = segment_grads(policy, obs, actions, weights, segments, n_segments, params)
-    stats = diagnostics.grad_stats(samples)
+    if type(policy) is CategoricalMLP:  # compiled, without the per-step outer products
+        variance, snr = _categorical_grad_stats(policy, obs, actions, weights, segments, n_segments)
+        stats: dict[str, float | Tensor] = {"variance": variance, "snr": snr}
+    else:
+        samples = segment_grads(policy, obs, actions, weights, segments, n_segments, params)
+        stats = diagnostics.grad_stats(samples)
     out: dict[str, float] = {}
     if math.isfinite(stats["variance"]):
         out["diag/grad_var"] = float(stats["variance"])
     if math.isfinite(stats["snr"]):
         out["diag/grad_snr"] = float(stats["snr"])
     return out
+
+
+def _categorical_grad_stats(
+    policy: CategoricalMLP,
+    obs: Tensor,
+    actions: Tensor,
+    weights: Tensor,
+    segments: Tensor,
+    n_segments: int,
+) -> tuple[float, float]:
+    """(variance, snr) of :func:`segment_grads`' samples, by
+    :func:`pglab.fastppo.categorical_segment_grad_stats` (one compiled call)."""
+    from pglab.fastppo import categorical_segment_grad_stats
+
+    linears = [m for m in policy.net if isinstance(m, nn.Linear)]
+    relu = any(isinstance(m, nn.ReLU) for m in policy.net)
+    x = np.ascontiguousarray(policy.encode(obs).numpy(), dtype=np.float32)
+    return categorical_segment_grad_stats(
+        x,
+        tuple(np.ascontiguousarray(_np(m.weight)) for m in linears),
+        tuple(np.ascontiguousarray(_np(m.bias)) for m in linears),
+        relu,
+        np.ascontiguousarray(actions.numpy()),
+        np.ascontiguousarray(weights.numpy(), dtype=np.float32),
+        np.ascontiguousarray(segments.numpy()),
+        int(n_segments),
+    )

@@ -368,8 +368,10 @@ def test_norm_adv_scope_minibatch_is_sb3s_and_equals_batch_on_one_minibatch() ->
     for scope in ("batch", "minibatch"):
         cfg = PPOConfig(**whole, norm_adv_scope=scope, grad_diagnostics=False)
         rows[scope] = PPO(cfg, seed=4).update()
+    # abs 1e-6: the first step's policy loss is -mean(A) of normalised advantages, 0 up to
+    # float32 rounding, which the two scopes do in different code (torch; the compiled epoch)
     for key in ("loss/policy", "loss/value", "diag/approx_kl"):
-        assert rows["batch"][key] == pytest.approx(rows["minibatch"][key], rel=1e-5), key
+        assert rows["batch"][key] == pytest.approx(rows["minibatch"][key], rel=1e-5, abs=1e-6), key
     small = {**TINY, "total_steps": 32, "batch_size": 4}  # 8 minibatches of 4
     a, b = (
         PPO(PPOConfig(**small, norm_adv_scope=s, grad_diagnostics=False), seed=4).update()

@@ -19,7 +19,11 @@ normalisation.
 On CPU the gradient of step 4 is written out by hand (:mod:`pglab.backprop`, with the loss
 gradients ``*_grad`` of :mod:`pglab.kernels`) instead of taken by autograd: the same numbers
 (tests/test_backprop.py) in about a fifth of the time for nets this small;
-:meth:`PPO.loss_and_grad` holds both paths.
+:meth:`PPO.loss_and_grad` holds both paths. For a categorical MLP policy (CartPole, Acrobot,
+FrozenLake, ...) the whole of step 4's epoch, forward, that backward, the clip and Adam, is
+one compiled call (:mod:`pglab.fastppo`; the same numbers, tests/test_fastppo.py), which is
+what makes PureJaxRL's config (16 minibatch steps an update) fast; :meth:`PPO._epoch`, the
+minibatch loop, stays for everything else and as the reference.
 
 Two policy objectives (``variant``):
   - "clip":       L = -E[min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)]          (PPO-Clip, eq. 7)
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pglab import kernels
+from pglab import fastppo, kernels
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
@@ -280,6 +284,7 @@ class PPO(Trainer):
             self.flat_params = flatten_parameters(self.policy, self.value)
         self.optimizer = FlatAdam(self.flat_params, lr=self.config.learning_rate, eps=1e-5)
         self.kl_beta = self.config.kl_beta_init
+        self._fused: fastppo.FusedEpochs | None = None  # made on first use (_fused_epochs)
         self.reward_scaler: RewardScaler | None = None
         if self.config.normalize_reward:
             self.reward_scaler = RewardScaler(self.num_envs, self.config.gamma)
@@ -350,6 +355,65 @@ class PPO(Trainer):
             k1, k3 = approx_kl(log_ratio.double())
         return float(k1), float(k3)
 
+    def _fused_epochs(self) -> fastppo.FusedEpochs | None:
+        """The compiled epoch (:mod:`pglab.fastppo`) where it applies, else None; asked every
+        update, so switching ``backprop`` off (tests, the reference) switches it off too."""
+        if not fastppo.applies(self):
+            self._fused = None
+        elif self._fused is None:
+            self._fused = fastppo.FusedEpochs(self)
+        return self._fused
+
+    def _check_step(self, pg_loss: float, v_loss: float, grad_norm: float) -> None:
+        """Raise :class:`pglab.algos.base.NonFiniteError` naming what went non-finite."""
+        for name, x in (("policy loss", pg_loss), ("value loss", v_loss)):
+            self.check_finite(name, torch.tensor(x))
+        self.check_finite("gradient norm", torch.tensor(grad_norm))
+
+    def _epoch(
+        self,
+        b_tensors: tuple[Tensor, ...],
+        perm: Tensor | None,
+        clip_coef: float,
+        measure: bool,
+        mb_norm: bool,
+    ) -> np.ndarray:
+        """One pass over the minibatches ``perm[start : start + batch_size]`` (the whole batch
+        when ``perm`` is None), one Adam step each. Returns per minibatch the row of
+        :data:`pglab.fastppo.STATS`: policy loss, value loss, entropy, gradient norm, and,
+        when ``measure``, KL k1, k3 and clip fraction before the step (else NaN)."""
+        cfg = self.config
+        B = b_tensors[0].shape[0]
+        steps: list[list[float]] = []
+        kl_stats: list[Tensor] = []  # k1, k3, clip fraction per minibatch
+        for start in range(0, B, cfg.batch_size):
+            if perm is None:
+                mb = b_tensors
+            else:
+                idx = perm[start : start + cfg.batch_size]
+                mb = tuple(t[idx] for t in b_tensors)
+            if mb_norm and mb[3].numel() > 1:  # SB3/CleanRL: normalise each minibatch
+                mb_adv = (mb[3] - mb[3].mean()) / (mb[3].std() + 1e-8)
+                mb = (*mb[:3], mb_adv, *mb[4:])
+            pg_loss, v_loss, entropy, log_ratio = self.loss_and_grad(*mb, clip_coef)
+            grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
+            # One check a step: a non-finite loss makes a non-finite gradient too.
+            if not math.isfinite(grad_norm):
+                self._check_step(pg_loss, v_loss, grad_norm)
+            self.optimizer.step()
+            self.poll()  # Stop / Pause land within one minibatch, not one update
+            steps.append([pg_loss, v_loss, entropy, grad_norm])
+            if measure:
+                with torch.no_grad():
+                    k1, k3 = approx_kl(log_ratio)
+                    clipped = ((log_ratio.exp() - 1.0).abs() > clip_coef).float().mean()
+                    kl_stats.append(torch.stack([k1, k3, clipped]))
+        rows = np.full((len(steps), len(fastppo.STATS)), np.nan)
+        rows[:, :4] = steps
+        if measure:
+            rows[:, 4:] = torch.stack(kl_stats).double().cpu().numpy()
+        return rows
+
     def _update(self) -> dict[str, float]:
         cfg = self.config
         assert self.value is not None
@@ -382,50 +446,35 @@ class PPO(Trainer):
         if cfg.grad_diagnostics:
             metrics.update(self.rollout_grad_diagnostics(batch, b_obs, b_actions, b_advantages))
 
-        # 4. optimise
+        # 4. optimise: one compiled call per epoch where pglab.fastppo applies, else the
+        # minibatch loop below (the reference; autograd on CUDA)
         B = b_obs.shape[0]
         b_tensors = (b_obs, b_actions, b_old_log_probs, b_advantages, b_values, b_returns)
+        fused = self._fused_epochs()
+        if fused is not None:
+            fused.load(*b_tensors)
         # Per minibatch: policy loss, value loss, entropy, gradient norm.
-        step_stats: list[tuple[float, float, float, float]] = []
+        step_stats: list[list[float]] = []
         epochs = 0
         for epoch in range(cfg.n_epochs):
             # KL and clip fraction are needed every epoch only for the target-KL check;
             # otherwise only on the last epoch, whose values are reported.
             measure = cfg.target_kl is not None or epoch == cfg.n_epochs - 1
-            epoch_stats: list[Tensor] = []  # k1, k3, clip fraction per minibatch
             # A minibatch that is the whole batch needs no shuffle: the loss is a mean.
             perm = None
             if cfg.batch_size < B:
                 perm = torch.randperm(B, generator=self.generator, device=self.device)
-            for start in range(0, B, cfg.batch_size):
-                if perm is None:
-                    mb = b_tensors
-                else:
-                    idx = perm[start : start + cfg.batch_size]
-                    mb = tuple(t[idx] for t in b_tensors)
-                if mb_norm and mb[3].numel() > 1:  # SB3/CleanRL: normalise each minibatch
-                    mb_adv = (mb[3] - mb[3].mean()) / (mb[3].std() + 1e-8)
-                    mb = (*mb[:3], mb_adv, *mb[4:])
-                pg_loss, v_loss, entropy, log_ratio = self.loss_and_grad(*mb, clip_coef)
-                grad_norm = clip_grad_norm(self.flat_params.grad, cfg.max_grad_norm)
-                # One check a step: a non-finite loss makes a non-finite gradient too.
-                if not math.isfinite(grad_norm):
-                    for name, x in (("policy loss", pg_loss), ("value loss", v_loss)):
-                        self.check_finite(name, torch.tensor(x))
-                    self.check_finite("gradient norm", torch.tensor(grad_norm))
-                self.optimizer.step()
-                self.poll()  # Stop / Pause land within one minibatch, not one update
-                step_stats.append((pg_loss, v_loss, entropy, grad_norm))
-
-                with torch.no_grad():
-                    if measure:
-                        k1, k3 = approx_kl(log_ratio)
-                        clipped = ((log_ratio.exp() - 1.0).abs() > clip_coef).float().mean()
-                        epoch_stats.append(torch.stack([k1, k3, clipped]))
+            if fused is not None:
+                rows, steps = fused.epoch(perm, clip_coef, self.kl_beta)  # polls, too
+                if steps < len(rows):  # a non-finite gradient norm: raise as the loop does
+                    self._check_step(*rows[steps, [0, 1, 3]])
+            else:
+                rows = self._epoch(b_tensors, perm, clip_coef, measure, mb_norm)
+            step_stats.extend(rows[:, :4].tolist())
             epochs += 1
             if measure:
                 # KL and clip fraction of this epoch: how far the policy has moved by now.
-                k1, k3, clip_fraction = torch.stack(epoch_stats).mean(0).tolist()
+                k1, k3, clip_fraction = rows[:, 4:].mean(0).tolist()
                 if cfg.target_kl is not None and k3 > cfg.target_kl:
                     break
 
