@@ -91,8 +91,8 @@ active = any(
 # frontend bug (stale-node cleanup scoped to the other fragment's run), which leaves stale
 # duplicates of the charts on screen. A click in the panel reruns only this fragment, at
 # once; the timer is 3 s because every refresh costs the browser a redraw, CPU the two
-# training threads need on 2 cores (the charts take new rows every CHART_REFRESH_S, i.e. at
-# every third refresh; at a 1 s refresh the runs' throughput halved).
+# runs need on 2 cores (the charts take new rows only every 6-15 s, ui.chart_period; at a
+# 1 s refresh the runs' throughput halved).
 @st.fragment(run_every=3.0 if active and not frozen else None)
 def live_panel() -> None:
     still_active = ui.render_controls(registry, watched, hidden)

@@ -266,3 +266,20 @@ def test_reproduce_page_draws_the_figure_with_the_reference_and_a_verdict():
         "REINFORCE alpha=2^-13",
         "with baseline alpha_theta=2^-9 alpha_w=2^-6",
     }
+
+
+def test_chart_period_is_short_in_a_runs_first_minute_only() -> None:
+    from types import SimpleNamespace
+
+    from pglab.ui.live import CHART_REFRESH_EARLY_S, CHART_REFRESH_S, chart_period
+
+    now = 1_000_000.0
+    young = SimpleNamespace(status="running", started_at=now - 10)
+    old = SimpleNamespace(status="running", started_at=now - 600)
+    queued = SimpleNamespace(status="queued", started_at=None)  # nothing to draw yet
+    ended = SimpleNamespace(status="finished", started_at=now - 5)
+    assert CHART_REFRESH_EARLY_S < CHART_REFRESH_S
+    assert chart_period([old, young], now) == CHART_REFRESH_EARLY_S
+    assert chart_period([old], now) == CHART_REFRESH_S
+    assert chart_period([old, queued], now) == CHART_REFRESH_S
+    assert chart_period([old, ended], now) == CHART_REFRESH_S

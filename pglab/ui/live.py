@@ -34,10 +34,15 @@ from pglab.ui.common import ACTIVE, COLORS
 # (800 a chart: SPS with the page open 0.89x headless).
 CHART_POINTS = 400
 RETURN_POINTS = 1200
-# Charts take new rows this often (at the 3 s refresh: every 9 s); the controls at every
-# refresh. Each chart refresh redraws all ten charts in one long task of the browser's main
-# thread (~0.5-0.8 s on 2 cores), so this sets the page's long-task share (~6-8% of 10 s).
-CHART_REFRESH_S = 8.0
+# Charts take new rows this often; the controls at every (3 s) refresh. Each chart refresh
+# redraws all ten charts, ~0.7 CPU seconds of the browser's (one long task of its main
+# thread), CPU the runs need on 2 cores: at an 8 s period the open page took 0.16 cores
+# (0.03 with the charts frozen). So the charts refresh every 6 s in a run's first minute,
+# while the curves change shape fastest, and every 15 s after it, when a refresh adds a
+# sliver at the right edge (TensorBoard reloads every 30 s).
+CHART_REFRESH_EARLY_S = 6.0
+CHART_EARLY_S = 60.0
+CHART_REFRESH_S = 15.0
 MAX_WATCHED = 12  # runs drawn at once; the Runs page lists the rest
 X_AXES = {
     "env steps": "time/env_steps",
@@ -331,11 +336,24 @@ def render_health(records: Sequence[Any], columns: dict[str, dict[str, np.ndarra
         box(f"{who}: {flag.text()}", icon=":material/health_and_safety:")
 
 
+def chart_period(records: Sequence[Any], now: float | None = None) -> float:
+    """Seconds between two chart refreshes: :data:`CHART_REFRESH_EARLY_S` while the newest
+    training run is in its first :data:`CHART_EARLY_S` seconds, else :data:`CHART_REFRESH_S`
+    (a queued run has nothing to draw yet; once it starts, it is the newest)."""
+    now = time.time() if now is None else now
+    started = [r.started_at for r in records if r.status in ("running", "paused") and r.started_at]
+    young = any(now - t < CHART_EARLY_S for t in started)
+    return CHART_REFRESH_EARLY_S if young else CHART_REFRESH_S
+
+
 def _held(
-    columns: dict[str, dict[str, np.ndarray]], state: tuple[Any, ...], key: str
+    columns: dict[str, dict[str, np.ndarray]],
+    state: tuple[Any, ...],
+    key: str,
+    period: float = CHART_REFRESH_S,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """The columns cut to the row counts of the last chart refresh, for up to
-    :data:`CHART_REFRESH_S` seconds while the same runs are shown and none has ended.
+    """The columns cut to the row counts of the last chart refresh, for up to ``period``
+    seconds (:func:`chart_period`) while the same runs are shown and none has ended.
 
     The controls refresh every second; the charts take new rows only every few seconds.
     Between two refreshes each chart is rebuilt from the same rows, so it serialises to the
@@ -346,7 +364,7 @@ def _held(
     """
     now = time.monotonic()
     held = st.session_state.get(f"{key}:held")
-    if held is None or held[0] != state or now - held[1] >= CHART_REFRESH_S:
+    if held is None or held[0] != state or now - held[1] >= period:
         held = (state, now, {rid: len(next(iter(c.values()), ())) for rid, c in columns.items()})
         st.session_state[f"{key}:held"] = held
     counts = held[2]
@@ -373,7 +391,8 @@ def render_charts(
     x_name = X_AXES.get(x_axis, "time/env_steps")
     columns = {r.id: live_columns(registry, r.id) for r in records}
     # Pause and Resume keep the held rows; a run that ends (or starts) refreshes them.
-    columns = _held(columns, tuple((r.id, r.status in ACTIVE) for r in records), key)
+    state = tuple((r.id, r.status in ACTIVE) for r in records)
+    columns = _held(columns, state, key, chart_period(records))
     colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
     algos = {r.algo for r in records}
     algo = next(iter(algos)) if len(algos) == 1 else "*"
