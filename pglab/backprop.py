@@ -402,6 +402,15 @@ class ValueBackprop(MLPBackprop):
 SEGMENT_GRADS_MAX_FLOATS = 1 << 22
 
 
+def categorical_stats_fit(policy: nn.Module, n_segments: int) -> bool:
+    """Whether the compiled per-segment gradient statistics take ``policy`` (a categorical MLP
+    on CPU) for ``n_segments`` episodes: they hold one row of every parameter per segment."""
+    if type(policy) is not CategoricalMLP or not PolicyBackprop.supports(policy):
+        return False
+    n_params = sum(p.numel() for p in policy.parameters())
+    return n_segments * n_params <= SEGMENT_GRADS_MAX_FLOATS
+
+
 def segment_grads_fit(policy: nn.Module, batch: int) -> bool:
     """Whether :func:`segment_grads` takes ``policy`` (an MLP on CPU) at ``batch`` steps."""
     if not PolicyBackprop.supports(policy):
@@ -491,17 +500,18 @@ def policy_grad_diagnostics(
     passed in, computed once by the caller: both walk the module tree, a cost per call."""
     from pglab import diagnostics
 
-    if fits is None:
-        fits = segment_grads_fit(policy, int(obs.shape[0]))
-    if not fits:
-        return diagnostics.policy_grad_diagnostics(
-            policy, obs, actions, weights, segments, n_segments
-        )
-    assert isinstance(policy, CategoricalMLP | GaussianMLP)
-    if type(policy) is CategoricalMLP:  # compiled, without the per-step outer products
+    if type(policy) is CategoricalMLP and categorical_stats_fit(policy, n_segments):
+        # compiled, without the per-step outer products: the batch's size does not matter
         variance, snr = _categorical_grad_stats(policy, obs, actions, weights, segments, n_segments)
         stats: dict[str, float | Tensor] = {"variance": variance, "snr": snr}
     else:
+        if fits is None:
+            fits = segment_grads_fit(policy, int(obs.shape[0]))
+        if not fits:
+            return diagnostics.policy_grad_diagnostics(
+                policy, obs, actions, weights, segments, n_segments
+            )
+        assert isinstance(policy, CategoricalMLP | GaussianMLP)
         samples = segment_grads(policy, obs, actions, weights, segments, n_segments, params)
         stats = diagnostics.grad_stats(samples)
     out: dict[str, float] = {}

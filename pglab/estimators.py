@@ -42,6 +42,20 @@ def discounted_returns(
     boot = torch.zeros_like(rewards) if next_values is None else next_values * (1.0 - term)
     out = torch.empty_like(rewards)
     running = torch.zeros_like(rewards[0])
+    compiled = rewards.device.type == "cpu" and rewards.dtype in (torch.float32, torch.float64)
+    if compiled and not (rewards.requires_grad or boot.requires_grad):
+        from pglab import kernels  # compiled, the same float operations in the same order
+
+        r = rewards.contiguous().numpy()
+        kernels.discounted_returns(
+            r,
+            (cut * boot).contiguous().numpy(),
+            (1.0 - cut).contiguous().numpy(),
+            r.dtype.type(gamma),
+            running.numpy(),
+            out.numpy(),
+        )
+        return out
     for t in range(T - 1, -1, -1):
         running = rewards[t] + gamma * (cut[t] * boot[t] + (1.0 - cut[t]) * running)
         out[t] = running

@@ -397,6 +397,20 @@ def rmsprop_step_(param, grad, square_avg, lr, alpha, eps):  # pragma: no cover 
 
 
 # -- advantages ------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the exact float order
+def discounted_returns(rewards, cut_boot, keep, gamma, running, out):  # pragma: no cover
+    """:func:`pglab.estimators.discounted_returns`' recursion on numpy arrays ``[T, N]`` of one
+    dtype, in its float order: ``G_t = r_t + gamma (cut_boot_t + keep_t G_{t+1})`` with
+    ``cut_boot = cut * boot`` and ``keep = 1 - cut``; ``gamma`` of that dtype, ``running`` the
+    ``[N]`` zeros to start from."""
+    T, N = rewards.shape
+    for t in range(T - 1, -1, -1):
+        for j in range(N):
+            running[j] = rewards[t, j] + gamma * (cut_boot[t, j] + keep[t, j] * running[j])
+            out[t, j] = running[j]
+    return out
+
+
 @_kernel
 def gae(rewards, values, next_values, terminated, truncated, gamma, gae_lambda):  # pragma: no cover
     """:func:`pglab.estimators.gae` on numpy arrays ``[T, N]`` (see there for the equations):

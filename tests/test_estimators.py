@@ -170,3 +170,27 @@ def test_compiled_gae_equals_torch_gae(gae_lambda: float) -> None:
     )
     assert out.dtype == r.numpy().dtype
     torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_discounted_returns_compiled_equals_the_torch_loop_bit_for_bit(dtype) -> None:
+    """The CPU kernel (pglab.kernels.discounted_returns) against the loop, which a tensor that
+    requires grad (or CUDA) takes: the same float operations in the same order."""
+    g = torch.Generator().manual_seed(0)
+    for T, N in [(1, 1), (7, 3), (500, 1), (300, 17)]:
+        r = torch.randn(T, N, generator=g, dtype=dtype)
+        term = torch.rand(T, N, generator=g) < 0.05
+        trunc = torch.rand(T, N, generator=g) < 0.05
+        nv = torch.randn(T, N, generator=g, dtype=dtype)
+        for gamma in (0.99, 0.9, 1.0):
+            for next_values in (None, nv):
+                fast = discounted_returns(r, term, trunc, gamma, next_values)
+                loop = discounted_returns(r.requires_grad_(), term, trunc, gamma, next_values)
+                r.requires_grad_(False)
+                assert torch.equal(fast, loop.detach())
+    rt = torch.randn(5, 4, dtype=dtype).t()  # a strided view: written in place, same values
+    z = torch.zeros_like(rt, dtype=torch.bool)
+    assert torch.equal(
+        discounted_returns(rt, z, z, 0.9),
+        discounted_returns(rt.clone().requires_grad_(), z, z, 0.9).detach(),
+    )

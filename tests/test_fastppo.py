@@ -159,6 +159,28 @@ def test_compiled_segment_grad_stats_equal_the_general_version(
     assert one == {}  # one segment: the variance is undefined, so both metrics are absent
 
 
+def test_compiled_segment_grad_stats_take_batches_too_big_for_per_step_products() -> None:
+    """REINFORCE's whole-episode batches (thousands of steps) once fell back to the general
+    version: the per-step products would not fit, but the compiled stats need none."""
+    import gymnasium as gym
+
+    from pglab.backprop import categorical_stats_fit, segment_grads_fit
+
+    torch.manual_seed(0)
+    policy = CategoricalMLP(gym.make("CartPole-v1").observation_space, 2, 64, 2)
+    g = torch.Generator().manual_seed(1)
+    B = 2_000
+    obs, actions = torch.randn(B, 4, generator=g), torch.randint(0, 2, (B,), generator=g)
+    weights = torch.randn(B, generator=g)
+    seg = torch.arange(B) // 40  # 50 episodes of 40 steps
+    assert not segment_grads_fit(policy, B) and categorical_stats_fit(policy, 50)
+    ours = policy_grad_diagnostics(policy, obs, actions, weights, seg, 50)
+    ref = diagnostics.policy_grad_diagnostics(policy, obs, actions, weights, seg, 50)
+    assert set(ours) == set(ref) == {"diag/grad_var", "diag/grad_snr"}
+    for name in ours:
+        assert ours[name] == pytest.approx(ref[name], rel=1e-4), name
+
+
 def test_fused_ppo_learns_cartpole() -> None:
     """PureJaxRL's config through the compiled epoch: CartPole's return climbs past 150 within
     60k steps (return ~20 at the start; every seed of the full run reaches 500)."""

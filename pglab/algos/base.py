@@ -372,19 +372,19 @@ class Trainer(ABC):
         (:func:`pglab.rollout.segment_ids`).
 
         By hand (:func:`pglab.backprop.policy_grad_diagnostics`, the same numbers) for an MLP
-        policy on CPU where the per-step products fit in memory: several times cheaper on
-        A2C's 40-step batches, 20-30% at PPO's 256-512; otherwise the general version."""
+        policy on CPU: compiled for a categorical head at any batch size, else where the
+        per-step products fit in memory; otherwise the general version."""
         seg, n_seg = segment_ids(batch.dones)
         args = (self.policy, obs, actions, weights, seg.flatten(), n_seg)
         B = int(obs.shape[0])
         fits = self._diag_fits.get(B)
         if fits is None:
             fits = self._diag_fits[B] = backprop.segment_grads_fit(self.policy, B)
-        if not fits:
-            return policy_grad_diagnostics(*args)
         if self._diag_params is None:
             self._diag_params = list(self.policy.parameters())
-        return backprop.policy_grad_diagnostics(*args, fits=True, params=self._diag_params)
+        if not fits and not backprop.categorical_stats_fit(self.policy, n_seg):
+            return policy_grad_diagnostics(*args)
+        return backprop.policy_grad_diagnostics(*args, fits=fits, params=self._diag_params)
 
     def env_step(
         self, actions: Tensor | np.ndarray

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pglab import kernels
+from pglab import backprop, kernels
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.algos.ppo import clip_grad_norm
 from pglab.backprop import PolicyBackprop, ValueBackprop
@@ -47,7 +47,6 @@ from pglab.config import BaseConfig, param
 from pglab.diagnostics import (
     approx_kl,
     explained_variance,
-    policy_grad_diagnostics,
     score_dots,
 )
 from pglab.estimators import (
@@ -422,8 +421,10 @@ class Reinforce(Trainer):
 
         metrics: dict[str, float] = {}
         if cfg.grad_diagnostics:
-            metrics.update(
-                policy_grad_diagnostics(self.policy, b_obs, b_actions, b_weights, b_segments, m)
+            metrics.update(  # compiled for a categorical MLP on CPU, else the general version
+                backprop.policy_grad_diagnostics(
+                    self.policy, b_obs, b_actions, b_weights, b_segments, m
+                )
             )
 
         # 3. update: one policy step, then (value baseline) fit V on this batch ------------------
