@@ -256,6 +256,7 @@ class FusedA2C:
         bp = trainer.backprop
         assert bp is not None
         self.trainer = trainer
+        self.backprop, self.optimizer = bp, trainer.optimizer  # what the arrays below view
         self.flat = bp.flat.detach().numpy()
         self.grad = bp.flat.grad.numpy()
         self.n_layers = len(bp.hidden)

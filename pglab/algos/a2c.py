@@ -188,7 +188,16 @@ class A2C(Trainer):
 
     def _fused_update(self) -> fasta2c.FusedA2C | None:
         """The compiled update (:mod:`pglab.fasta2c`) where it applies, else None; asked every
-        update, so switching ``backprop`` off (tests, the reference) switches it off too."""
+        update, so switching ``backprop`` off (tests, the reference) switches it off too.
+        The answer is kept while the backprop and the optimiser are the objects it was given
+        for (the layout check costs more than the rest of the dispatch)."""
+        fused = self._fused
+        if (
+            fused is not None
+            and fused.backprop is self.backprop
+            and fused.optimizer is self.optimizer
+        ):
+            return fused
         if not fastppo.applies(self):
             self._fused = None
         elif self._fused is None:
