@@ -155,7 +155,7 @@ class A2C(Trainer):
             self.optimizer = FlatAdam(self.flat_params, lr=lr, eps=1e-5)
         self._fused: fasta2c.FusedA2C | None = None  # made on first use (_fused_update)
         flat = self.flat_params
-        self._flat_np = (  # a view for the parameter check, where the compiled one applies
+        self._flat_np = (  # a view for the compiled parameter check (CPU, float32)
             flat.detach().numpy()
             if flat.device.type == "cpu" and flat.dtype == torch.float32
             else None
@@ -203,10 +203,7 @@ class A2C(Trainer):
             and fused.optimizer is self.optimizer
         ):
             return fused
-        if not fastppo.applies(self):
-            self._fused = None
-        elif self._fused is None:
-            self._fused = fasta2c.FusedA2C(self)
+        self._fused = fasta2c.FusedA2C(self) if fastppo.applies(self) else None
         return self._fused
 
     def check_parameters(self) -> None:
