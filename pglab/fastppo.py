@@ -49,6 +49,7 @@ from pglab import kernels
 from pglab.fastrollout import _TA, _TANH_CLAMP, _TANH_SMALL, _TB
 
 if TYPE_CHECKING:
+    from pglab.algos.a2c import A2C
     from pglab.algos.ppo import PPO
 
 # As pglab.kernels: sums may be reordered (vectorised); x / 0 is inf/nan, not a raise.
@@ -152,45 +153,87 @@ def _bias_act(z, b, relu):  # pragma: no cover - compiled
 
 
 @_kernel
-def _minibatch_step(
-    x, actions, old_lp, adv, old_v, ret, flat, grad, n_layers, H, n_out, relu,
-    clip_variant, clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef, max_grad_norm, clip_grad,
-    mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step, stats,
-):  # fmt: skip  # pragma: no cover - compiled
-    """One minibatch (already gathered, ``[n, ...]`` each): losses, gradient into ``grad``,
-    clip, Adam step on ``flat`` (skipped when the gradient norm is not finite). Writes the
-    :data:`STATS` row into ``stats``; returns whether the step was taken."""
-    n, n_in = x.shape
-    K = n_layers
-    width = H if K > 0 else n_in  # what the output layers read
-    if mb_norm and n > 1:  # SB3/CleanRL: normalise each minibatch (ddof=1 std)
-        mean = 0.0
-        for i in range(n):
-            mean += adv[i]
-        mean /= n
-        var = 0.0
-        for i in range(n):
-            d = adv[i] - mean
-            var += d * d
-        std = math.sqrt(var / (n - 1))
-        for i in range(n):
-            adv[i] = (adv[i] - mean) / (std + 1e-8)
-
-    # -- forward: both nets' hidden layers, then the output layers and the head
-    acts = np.empty((max(K, 1), 2, n, H), dtype=np.float32)  # h_k of actor (0), critic (1)
-    offs = np.empty(K + 1, dtype=np.int64)  # where hidden layer k starts in flat
+def _layer_offsets(n_in, n_layers, H):  # pragma: no cover - compiled
+    """Where hidden layer k of :class:`pglab.backprop.ActorCriticBackprop`'s flat buffer
+    starts (``offs[k]``, k < K: actor W, critic W, actor b, critic b) and where the output
+    layers start (``offs[K]``: W_pi, b_pi, w_v, b_v)."""
+    offs = np.empty(n_layers + 1, dtype=np.int64)
     off = 0
-    for k in range(K):
+    for k in range(n_layers):
         offs[k] = off
+        off += 2 * H * (n_in if k == 0 else H) + 2 * H
+    offs[n_layers] = off
+    return offs
+
+
+@_kernel
+def _hidden_forward(x, flat, offs, H, relu, s_lo, s_hi):  # pragma: no cover - compiled
+    """The hidden layers of nets ``s_lo .. s_hi - 1`` (0: actor, 1: critic) on ``x``
+    ``[n, in]``: returns ``acts`` ``[max(K, 1), 2, n, H]``, ``acts[k, s]`` = h_{k+1} of net s
+    (the other net's rows left unset)."""
+    n, n_in = x.shape
+    K = offs.shape[0] - 1
+    acts = np.empty((max(K, 1), 2, n, H), dtype=np.float32)
+    for k in range(K):
+        off = offs[k]
         k_in = n_in if k == 0 else H
-        for s in range(2):
+        for s in range(s_lo, s_hi):
             W = flat[off + s * H * k_in : off + (s + 1) * H * k_in].reshape((H, k_in))
             b = flat[off + 2 * H * k_in + s * H : off + 2 * H * k_in + (s + 1) * H]
             _mm_abt(x if k == 0 else acts[k - 1, s], W, acts[k, s])
             _bias_act(acts[k, s], b, relu)
-        off += 2 * H * k_in + 2 * H
-    offs[K] = off
-    o_Wpi = off
+    return acts
+
+
+@_kernel
+def _output_forward(x, acts, flat, offs, n_out, s_pi, s_v, logits, values):  # pragma: no cover
+    """The output layers (:func:`pglab.kernels.output_layers`): ``logits`` ``[n, A]`` from
+    net ``s_pi``'s last hidden layer, ``values`` ``[n]`` from net ``s_v``'s (``x`` itself
+    without hidden layers). Asking for one net only, pass its index twice: the other output
+    is then computed from the same features and not meant to be read."""
+    K = offs.shape[0] - 1
+    width = acts.shape[3] if K > 0 else x.shape[1]
+    o_Wpi = offs[K]
+    o_bpi = o_Wpi + n_out * width
+    o_wv = o_bpi + n_out
+    o_bv = o_wv + width
+    h_pi = acts[K - 1, s_pi] if K > 0 else x
+    h_v = acts[K - 1, s_v] if K > 0 else x
+    kernels.output_layers(
+        h_pi, h_v, flat[o_Wpi:o_bpi].reshape((n_out, width)), flat[o_bpi:o_wv],
+        flat[o_wv:o_bv], flat[o_bv : o_bv + 1], logits, values,
+    )  # fmt: skip
+
+
+@_kernel
+def _forward(x, actions, flat, offs, H, n_out, relu):  # pragma: no cover - compiled
+    """Both nets on ``x`` ``[n, in]``: ``(acts, log pi(.|s) [n, A], log pi(a|s) [n],
+    H(pi(.|s)) [n], V(s) [n])``, ``acts`` as :func:`_hidden_forward` (what :func:`_backward`
+    reads)."""
+    n = x.shape[0]
+    acts = _hidden_forward(x, flat, offs, H, relu, 0, 2)
+    logits = np.empty((n, n_out), dtype=np.float32)
+    values = np.empty(n, dtype=np.float32)
+    _output_forward(x, acts, flat, offs, n_out, 0, 1, logits, values)
+    log_prob = np.empty(n, dtype=np.float32)
+    entropy = np.empty(n, dtype=np.float32)
+    kernels.categorical_head(logits, actions, logits, log_prob, entropy)  # logits: log pi(.|s)
+    return acts, logits, log_prob, entropy, values
+
+
+@_kernel
+def _backward(
+    x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp, grad_ent,
+    grad_v,
+):  # fmt: skip  # pragma: no cover - compiled
+    """Write dL/dtheta of both nets into ``grad`` (the flat layout) for dL/d log pi(a|s) =
+    ``grad_lp`` ``[n]``, dL/dH_b = ``grad_ent`` (every b) and dL/dV = ``grad_v`` ``[n]`` at
+    the :func:`_forward` that gave ``acts``, ``logp_all`` and ``entropy``: the head, the
+    output layers, then the hidden layers top down (:mod:`pglab.backprop`'s equations)."""
+    n, n_in = x.shape
+    K = offs.shape[0] - 1
+    width = H if K > 0 else n_in
+    o_Wpi = offs[K]
     o_bpi = o_Wpi + n_out * width
     o_wv = o_bpi + n_out
     o_bv = o_wv + width
@@ -198,38 +241,8 @@ def _minibatch_step(
     w_v = flat[o_wv:o_bv]
     h_pi = acts[K - 1, 0] if K > 0 else x
     h_v = acts[K - 1, 1] if K > 0 else x
-    logits = np.empty((n, n_out), dtype=np.float32)
-    values = np.empty(n, dtype=np.float32)
-    kernels.output_layers(
-        h_pi, h_v, W_pi, flat[o_bpi:o_wv], w_v, flat[o_bv : o_bv + 1], logits, values
-    )
-    log_prob = np.empty(n, dtype=np.float32)
-    entropy = np.empty(n, dtype=np.float32)
-    kernels.categorical_head(logits, actions, logits, log_prob, entropy)  # logits: log pi(.|s)
-
-    # -- losses and their gradients with respect to log pi, H and V
-    log_ratio = np.empty(n, dtype=np.float32)
-    for i in range(n):
-        log_ratio[i] = log_prob[i] - old_lp[i]
-    if clip_variant:
-        pg_loss, grad_lp, ratio = kernels.clipped_surrogate_grad(log_ratio, adv, clip_coef)
-    else:
-        pg_loss, grad_lp, ratio = kernels.kl_penalty_surrogate_grad(log_ratio, adv, kl_beta)
-    v_loss, grad_v = kernels.value_loss_grad(values, old_v, ret, clip_coef, clip_vloss, vf_coef)
-    ent, k1, k3, clipped = 0.0, 0.0, 0.0, 0.0
-    for i in range(n):
-        ent += entropy[i]
-        lr_i = np.float64(log_ratio[i])
-        k1 -= lr_i
-        k3 += math.expm1(lr_i) - lr_i
-        if abs(ratio[i] - np.float32(1.0)) > clip_coef:
-            clipped += 1.0
-    stats[0], stats[1], stats[2] = pg_loss, v_loss, ent / n
-    stats[4], stats[5], stats[6] = k1 / n, k3 / n, clipped / n
-
-    # -- backward: the head, the output layers, then the hidden layers top down
     grad_out = np.empty((n, n_out), dtype=np.float32)
-    kernels.categorical_head_backward(logits, entropy, actions, grad_lp, -ent_coef / n, grad_out)
+    kernels.categorical_head_backward(logp_all, entropy, actions, grad_lp, grad_ent, grad_out)
     g = np.empty((2, n, width), dtype=np.float32)
     kernels.output_layers_backward(
         grad_out, grad_v, h_pi, h_v, W_pi, w_v,
@@ -262,7 +275,59 @@ def _minibatch_step(
                 _mm_abt(g[s], WT, g_prev[s])  # dL/dh_{k-1} = g W_k
         g = g_prev
 
-    # -- the global gradient clip and the Adam step
+
+@_kernel
+def _minibatch_step(
+    x, actions, old_lp, adv, old_v, ret, flat, grad, n_layers, H, n_out, relu,
+    clip_variant, clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef, max_grad_norm, clip_grad,
+    mb_norm, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step, stats,
+):  # fmt: skip  # pragma: no cover - compiled
+    """One minibatch (already gathered, ``[n, ...]`` each): losses, gradient into ``grad``,
+    clip, Adam step on ``flat`` (skipped when the gradient norm is not finite). Writes the
+    :data:`STATS` row into ``stats``; returns whether the step was taken."""
+    n, n_in = x.shape
+    if mb_norm and n > 1:  # SB3/CleanRL: normalise each minibatch (ddof=1 std)
+        mean = 0.0
+        for i in range(n):
+            mean += adv[i]
+        mean /= n
+        var = 0.0
+        for i in range(n):
+            d = adv[i] - mean
+            var += d * d
+        std = math.sqrt(var / (n - 1))
+        for i in range(n):
+            adv[i] = (adv[i] - mean) / (std + 1e-8)
+
+    # -- forward: both nets, the output layers and the head
+    offs = _layer_offsets(n_in, n_layers, H)
+    acts, logp_all, log_prob, entropy, values = _forward(x, actions, flat, offs, H, n_out, relu)
+
+    # -- losses and their gradients with respect to log pi, H and V
+    log_ratio = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        log_ratio[i] = log_prob[i] - old_lp[i]
+    if clip_variant:
+        pg_loss, grad_lp, ratio = kernels.clipped_surrogate_grad(log_ratio, adv, clip_coef)
+    else:
+        pg_loss, grad_lp, ratio = kernels.kl_penalty_surrogate_grad(log_ratio, adv, kl_beta)
+    v_loss, grad_v = kernels.value_loss_grad(values, old_v, ret, clip_coef, clip_vloss, vf_coef)
+    ent, k1, k3, clipped = 0.0, 0.0, 0.0, 0.0
+    for i in range(n):
+        ent += entropy[i]
+        lr_i = np.float64(log_ratio[i])
+        k1 -= lr_i
+        k3 += math.expm1(lr_i) - lr_i
+        if abs(ratio[i] - np.float32(1.0)) > clip_coef:
+            clipped += 1.0
+    stats[0], stats[1], stats[2] = pg_loss, v_loss, ent / n
+    stats[4], stats[5], stats[6] = k1 / n, k3 / n, clipped / n
+
+    # -- backward, the global gradient clip and the Adam step
+    _backward(
+        x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp,
+        -ent_coef / n, grad_v,
+    )  # fmt: skip
     norm = kernels.clip_grad_norm_(grad, max_grad_norm, clip_grad)
     stats[3] = norm
     if not math.isfinite(norm):
@@ -412,11 +477,13 @@ def _layout_size(n_in: int, hidden: int, n_layers: int, n_out: int) -> int:
     return size + n_out * k_in + n_out + k_in + 1
 
 
-def applies(trainer: PPO) -> bool:
-    """Whether ``trainer``'s update goes through :func:`ppo_epoch`: the hand-written backward
-    is in use (:class:`pglab.backprop.ActorCriticBackprop`: MLP nets on CPU) with a
-    categorical head, float32, and its flat buffer laid out as the kernel reads it. The one
-    place the dispatch is decided; PPO asks every update (a test may switch a path off)."""
+def applies(trainer: PPO | A2C) -> bool:
+    """Whether ``trainer``'s update goes through the compiled kernels here (PPO's
+    :func:`ppo_epoch`, A2C's :func:`pglab.fasta2c.a2c_update`): the hand-written backward is
+    in use (:class:`pglab.backprop.ActorCriticBackprop`: MLP nets on CPU) with a categorical
+    head, float32, the optimiser stepping the flat buffer, and that buffer laid out as the
+    kernels read it. The one place the dispatch is decided; PPO and A2C ask every update (a
+    test may switch a path off)."""
     bp = trainer.backprop
     if bp is None or not bp.categorical or trainer.flat_params.dtype != torch.float32:
         return False

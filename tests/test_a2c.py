@@ -97,6 +97,7 @@ def test_a2c_learns_cartpole():
     trainer = make_trainer(
         "a2c", {"total_steps": 20_000, "num_envs": 8, "grad_diagnostics": False}, seed=0
     )
+    assert trainer._fused_update() is not None  # the compiled update (pglab.fasta2c)
     while not trainer.done:
         trainer.update()
     assert trainer.final_return() > 100.0

@@ -22,7 +22,11 @@ On CPU the MLP nets take PPO's fast path: the numpy actor for the rollout, the s
 gradient written out by hand for actor and critic together
 (:class:`pglab.backprop.ActorCriticBackprop`) and one fused optimiser step on the flat
 parameter buffer (:class:`pglab.optim.FlatRMSprop` / :class:`~pglab.optim.FlatAdam`);
-``tests/test_a2c.py`` checks the update against autograd's, which stays the CUDA path.
+``tests/test_a2c.py`` checks the update against autograd's, which stays the CUDA path. For a
+categorical MLP policy (CartPole, Acrobot, FrozenLake, ...) steps 2-4 are one compiled call
+(:mod:`pglab.fasta2c`, from the same compiled pieces as PPO's epoch; the same numbers,
+``tests/test_fasta2c.py``); the code below them stays for everything else and as the
+reference.
 
 Defaults are Stable-Baselines3's A2C defaults (RMSprop, lr 7e-4, 5 steps, lambda 1) with the
 rl-zoo CartPole choice of 8 envs.
@@ -38,12 +42,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pglab import fasta2c, fastppo
 from pglab.algos.base import Trainer, flatten_parameters
 from pglab.algos.ppo import clip_grad_norm, value_loss_grad
 from pglab.backprop import ActorCriticBackprop
 from pglab.config import BaseConfig, param
 from pglab.diagnostics import approx_kl, explained_variance
 from pglab.optim import FlatAdam, FlatRMSprop
+from pglab.rollout import Batch
 
 # A2C's gradient diagnostic runs on every k-th update, k = ceil(DIAG_MIN_STEPS / batch steps):
 # every update from 200-step batches up, every 5th at the zoo's 8 envs x 5 steps.
@@ -147,6 +153,13 @@ class A2C(Trainer):
             )
         else:
             self.optimizer = FlatAdam(self.flat_params, lr=lr, eps=1e-5)
+        self._fused: fasta2c.FusedA2C | None = None  # made on first use (_fused_update)
+        flat = self.flat_params
+        self._flat_np = (  # a view for the compiled parameter check (CPU, float32)
+            flat.detach().numpy()
+            if flat.device.type == "cpu" and flat.dtype == torch.float32
+            else None
+        )
 
     def loss_and_grad(
         self, b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor,
@@ -178,12 +191,37 @@ class A2C(Trainer):
         loss.backward()
         return policy_loss_t.item(), value_loss_t.item(), ent.item()
 
+    def _fused_update(self) -> fasta2c.FusedA2C | None:
+        """The compiled update (:mod:`pglab.fasta2c`) where it applies, else None; asked every
+        update, so switching ``backprop`` off (tests, the reference) switches it off too.
+        The answer is kept while the backprop and the optimiser are the objects it was given
+        for (the layout check costs more than the rest of the dispatch)."""
+        fused = self._fused
+        if (
+            fused is not None
+            and fused.backprop is self.backprop
+            and fused.optimizer is self.optimizer
+        ):
+            return fused
+        self._fused = fasta2c.FusedA2C(self) if fastppo.applies(self) else None
+        return self._fused
+
+    def check_parameters(self) -> None:
+        # One compiled pass over the flat buffer instead of torch.isfinite(...).all() (the
+        # same answer, see fasta2c.all_finite); the base class names the culprit otherwise.
+        if self._flat_np is not None and fasta2c.all_finite(self._flat_np):
+            return
+        super().check_parameters()
+
     def _update(self) -> dict[str, float]:
         cfg = self.config
         assert self.value is not None
 
         # 1. collect ------------------------------------------------------------------------
         batch = self.collect(cfg.n_steps)
+        fused = self._fused_update()
+        if fused is not None:  # steps 2-4 in one compiled call, the same numbers as below
+            return self._update_fused(fused, batch)
 
         # 2. estimate -----------------------------------------------------------------------
         b_obs = batch.obs.flatten(0, 1)  # [T*N, ...]
@@ -231,6 +269,40 @@ class A2C(Trainer):
             }
         )
         ev = explained_variance(b_values, b_returns)
+        if math.isfinite(ev):  # undefined (NaN) when the targets are constant
+            metrics["diag/explained_variance"] = ev
+        return metrics
+
+    def _update_fused(self, fused: fasta2c.FusedA2C, batch: Batch) -> dict[str, float]:
+        """Steps 2-4 of :meth:`_update` through :mod:`pglab.fasta2c`: the same metrics row."""
+        cfg = self.config
+        fused.load(batch)
+        metrics: dict[str, float] = {}
+        if cfg.grad_diagnostics and self.updates % self.diag_every == 0:
+            fused.estimate()  # the diagnostic reads the advantages before the step
+            b_obs = batch.obs.flatten(0, 1)
+            b_actions = batch.actions.flatten(0, 1)
+            b_advantages = torch.from_numpy(fused.adv)
+            metrics.update(self.rollout_grad_diagnostics(batch, b_obs, b_actions, b_advantages))
+        status = fused.step()
+        policy_loss, value_loss, ent, grad_norm, k1, k3, value_mean, ev = fused.stats.tolist()
+        if status == fasta2c.LOSS_NOT_FINITE:
+            loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * ent
+            self.check_finite("loss", torch.tensor(loss))
+        if status == fasta2c.GRAD_NOT_FINITE:
+            self.check_finite("gradient norm", torch.tensor(grad_norm))
+        metrics.update(
+            {
+                "loss/policy": policy_loss,
+                "loss/value": value_loss,
+                "policy/entropy": ent,
+                "diag/approx_kl": k3,
+                "diag/approx_kl_k1": k1,
+                "diag/grad_norm": grad_norm,
+                "opt/learning_rate": cfg.learning_rate,
+                "value/mean": value_mean,
+            }
+        )
         if math.isfinite(ev):  # undefined (NaN) when the targets are constant
             metrics["diag/explained_variance"] = ev
         return metrics
