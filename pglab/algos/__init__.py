@@ -56,7 +56,8 @@ def warm_up() -> None:
     """Compile (or load from the on-disk cache) the CPU kernels of :mod:`pglab.kernels` by
     running one small PPO update on a Discrete and on a Box env (the first also compiles the
     CartPole rollout of :mod:`pglab.fastrollout`) and one REINFORCE batch. The first use on
-    a machine compiles them (a few seconds); ``python3 tasks.py`` does it right after
+    a machine compiles them (a few seconds); it also runs two A2C updates (its compiled
+    update, :mod:`pglab.fasta2c`). ``python3 tasks.py`` does it right after
     installing, so the lab's first run does not stall, and the benchmarks do it before
     timing anything."""
     small = {"num_envs": 2, "n_steps": 8, "batch_size": 16, "n_epochs": 1, "total_steps": 16}
@@ -66,4 +67,8 @@ def warm_up() -> None:
         trainer.close()
     trainer = make_trainer("reinforce", {"batch_size": 1, "total_steps": 1})
     trainer.update()
+    trainer.close()
+    trainer = make_trainer("a2c", {"num_envs": 2, "n_steps": 4, "total_steps": 16})
+    for _ in range(2):  # the first update is a diagnostic one: the second is the fused call
+        trainer.update()
     trainer.close()
