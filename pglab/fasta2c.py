@@ -40,7 +40,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pglab import fastppo, kernels
-from pglab.fastppo import _backward, _forward, _hidden_forward, _layer_offsets, _output_forward
+from pglab.fastppo import (
+    _backward,
+    _forward,
+    _hidden_forward,
+    _layer_offsets,
+    _output_forward,
+    normalise_,
+)
 from pglab.optim import FlatAdam
 
 if TYPE_CHECKING:
@@ -100,18 +107,7 @@ def _estimate(
         adv[i] = a[i]
         ret[i] = a[i] + values[i]
     if norm_adv and B > 1:
-        mean = 0.0
-        for i in range(B):
-            mean += adv[i]
-        mean /= B
-        var = 0.0
-        for i in range(B):
-            d = adv[i] - mean
-            var += d * d
-        m = np.float32(mean)
-        s = np.float32(math.sqrt(var / (B - 1))) + np.float32(1e-8)
-        for i in range(B):
-            adv[i] = (adv[i] - m) / s
+        normalise_(adv, True)
 
 
 @_kernel

@@ -277,6 +277,32 @@ def _backward(
 
 
 @_kernel
+def normalise_(adv, as_float32):  # pragma: no cover - compiled
+    """``adv = (adv - mean) / (std + 1e-8)`` in place, the std with ddof=1, the sums in
+    float64. ``as_float32``: mean and std rounded to float32 first, as torch computes
+    ``(a - a.mean()) / (a.std() + 1e-8)`` on a float32 tensor (A2C's whole batch); else in
+    float64 (PPO's minibatches)."""
+    n = adv.shape[0]
+    mean = 0.0
+    for i in range(n):
+        mean += adv[i]
+    mean /= n
+    var = 0.0
+    for i in range(n):
+        d = adv[i] - mean
+        var += d * d
+    if as_float32:
+        m = np.float32(mean)
+        s = np.float32(math.sqrt(var / (n - 1))) + np.float32(1e-8)
+        for i in range(n):
+            adv[i] = (adv[i] - m) / s
+    else:
+        std = math.sqrt(var / (n - 1))
+        for i in range(n):
+            adv[i] = (adv[i] - mean) / (std + 1e-8)
+
+
+@_kernel
 def _minibatch_step(
     x, actions, old_lp, adv, old_v, ret, flat, grad, n_layers, H, n_out, relu,
     clip_variant, clip_coef, kl_beta, clip_vloss, vf_coef, ent_coef, max_grad_norm, clip_grad,
@@ -287,17 +313,7 @@ def _minibatch_step(
     :data:`STATS` row into ``stats``; returns whether the step was taken."""
     n, n_in = x.shape
     if mb_norm and n > 1:  # SB3/CleanRL: normalise each minibatch (ddof=1 std)
-        mean = 0.0
-        for i in range(n):
-            mean += adv[i]
-        mean /= n
-        var = 0.0
-        for i in range(n):
-            d = adv[i] - mean
-            var += d * d
-        std = math.sqrt(var / (n - 1))
-        for i in range(n):
-            adv[i] = (adv[i] - mean) / (std + 1e-8)
+        normalise_(adv, False)
 
     # -- forward: both nets, the output layers and the head
     offs = _layer_offsets(n_in, n_layers, H)
