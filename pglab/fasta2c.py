@@ -238,7 +238,7 @@ def a2c_update(
     return STEP_TAKEN
 
 
-class FusedA2C:
+class FusedA2C(fastppo.FusedNets):
     """The rollout of one update, held as the arrays :func:`a2c_update` reads, and the calls
     on ``trainer``'s flat parameters, gradient and optimiser state (all updated in place).
 
@@ -247,19 +247,7 @@ class FusedA2C:
     status of :func:`a2c_update`, with :attr:`stats` its :data:`STATS` row."""
 
     def __init__(self, trainer: A2C):
-        assert fastppo.applies(trainer)
-        bp = trainer.backprop
-        assert bp is not None
-        self.trainer = trainer
-        self.backprop, self.optimizer = bp, trainer.optimizer  # what the arrays below view
-        self.flat = bp.flat.detach().numpy()
-        self.grad = bp.flat.grad.numpy()
-        self.n_layers = len(bp.hidden)
-        self.hidden = bp.hidden[0][0].shape[1] if bp.hidden else 0
-        self.n_in = bp.hidden[0][0].shape[2] if bp.hidden else bp.W_pi.shape[1]
-        self.n_out = bp.n_out
-        self.relu = bp.relu
-        self.encode = bp.encode
+        super().__init__(trainer)
         opt = trainer.optimizer
         self.adam = isinstance(opt, FlatAdam)
         if isinstance(opt, FlatAdam):

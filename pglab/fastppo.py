@@ -39,7 +39,7 @@ clear ``pglab/__pycache__/fastppo.*.nb*``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -516,7 +516,45 @@ def applies(trainer: PPO | A2C) -> bool:
     )
 
 
-class FusedEpochs:
+class FusedNets:
+    """What a compiled update reads of ``trainer`` (:func:`applies`): numpy views of its flat
+    parameters and gradient, and the layer layout. Kept while the trainer's backprop and
+    optimiser are the objects it was made from (:func:`fused_for`)."""
+
+    def __init__(self, trainer: PPO | A2C):
+        assert applies(trainer)
+        bp = trainer.backprop
+        assert bp is not None
+        self.trainer = trainer
+        self.backprop, self.optimizer = bp, trainer.optimizer  # what the arrays below view
+        self.flat = bp.flat.detach().numpy()
+        self.grad = bp.flat.grad.numpy()
+        self.n_layers = len(bp.hidden)
+        self.hidden = bp.hidden[0][0].shape[1] if bp.hidden else 0
+        self.n_in = bp.hidden[0][0].shape[2] if bp.hidden else bp.W_pi.shape[1]
+        self.n_out = bp.n_out
+        self.relu = bp.relu
+        self.encode = bp.encode
+
+
+F = TypeVar("F", bound=FusedNets)
+
+
+def fused_for(trainer: PPO | A2C, cached: F | None, make: type[F]) -> F | None:
+    """``cached`` if it was made for ``trainer``'s current backprop and optimiser, else a new
+    ``make(trainer)`` where :func:`applies` (None where it does not). PPO and A2C ask every
+    update, so switching ``backprop`` off (tests, the reference) switches the path off too;
+    the layout check runs only when something changed."""
+    if (
+        cached is not None
+        and cached.backprop is trainer.backprop
+        and cached.optimizer is trainer.optimizer
+    ):
+        return cached
+    return make(trainer) if applies(trainer) else None
+
+
+class FusedEpochs(FusedNets):
     """The batch of one update, held as the arrays :func:`ppo_epoch` reads, and one call per
     epoch on ``trainer``'s flat parameters, gradient and Adam state (all updated in place).
 
@@ -525,18 +563,8 @@ class FusedEpochs:
     gradient norm came out non-finite)."""
 
     def __init__(self, trainer: PPO):
-        assert applies(trainer)
-        bp = trainer.backprop
-        assert bp is not None
+        super().__init__(trainer)
         cfg = trainer.config
-        self.trainer = trainer
-        self.flat = bp.flat.detach().numpy()
-        self.grad = bp.flat.grad.numpy()
-        self.n_layers = len(bp.hidden)
-        self.hidden = bp.hidden[0][0].shape[1] if bp.hidden else 0
-        self.n_out = bp.n_out
-        self.relu = bp.relu
-        self.encode = bp.encode
         self.clip_variant = cfg.variant == "clip"
         self.mb_norm = cfg.norm_adv and cfg.norm_adv_scope == "minibatch"
         self.batch: tuple[np.ndarray, ...] = ()

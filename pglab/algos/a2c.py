@@ -192,18 +192,9 @@ class A2C(Trainer):
         return policy_loss_t.item(), value_loss_t.item(), ent.item()
 
     def _fused_update(self) -> fasta2c.FusedA2C | None:
-        """The compiled update (:mod:`pglab.fasta2c`) where it applies, else None; asked every
-        update, so switching ``backprop`` off (tests, the reference) switches it off too.
-        The answer is kept while the backprop and the optimiser are the objects it was given
-        for (the layout check costs more than the rest of the dispatch)."""
-        fused = self._fused
-        if (
-            fused is not None
-            and fused.backprop is self.backprop
-            and fused.optimizer is self.optimizer
-        ):
-            return fused
-        self._fused = fasta2c.FusedA2C(self) if fastppo.applies(self) else None
+        """The compiled update (:mod:`pglab.fasta2c`) where it applies, else None
+        (:func:`pglab.fastppo.fused_for`)."""
+        self._fused = fastppo.fused_for(self, self._fused, fasta2c.FusedA2C)
         return self._fused
 
     def check_parameters(self) -> None:
@@ -256,19 +247,28 @@ class A2C(Trainer):
             else:
                 after, _ = self.log_prob_entropy(b_obs, b_actions)
         k1, k3 = approx_kl(after - b_old_log_prob)
+        ev = explained_variance(b_values, b_returns)
+        stats = (policy_loss, value_loss, ent, float(grad_norm), k1.item(), k3.item())
+        return self._report(metrics, *stats, float(b_values.mean()), ev)
+
+    def _report(
+        self, metrics: dict[str, float], policy_loss: float, value_loss: float, ent: float,
+        grad_norm: float, k1: float, k3: float, value_mean: float, ev: float,
+    ) -> dict[str, float]:  # fmt: skip
+        """Step 4's metrics row (after any diagnostic already in ``metrics``), for both the
+        Python update and the compiled one."""
         metrics.update(
             {
                 "loss/policy": policy_loss,
                 "loss/value": value_loss,
                 "policy/entropy": ent,
-                "diag/approx_kl": k3.item(),
-                "diag/approx_kl_k1": k1.item(),
-                "diag/grad_norm": float(grad_norm),
-                "opt/learning_rate": cfg.learning_rate,
-                "value/mean": float(b_values.mean()),
+                "diag/approx_kl": k3,
+                "diag/approx_kl_k1": k1,
+                "diag/grad_norm": grad_norm,
+                "opt/learning_rate": self.config.learning_rate,
+                "value/mean": value_mean,
             }
         )
-        ev = explained_variance(b_values, b_returns)
         if math.isfinite(ev):  # undefined (NaN) when the targets are constant
             metrics["diag/explained_variance"] = ev
         return metrics
@@ -291,18 +291,6 @@ class A2C(Trainer):
             self.check_finite("loss", torch.tensor(loss))
         if status == fasta2c.GRAD_NOT_FINITE:
             self.check_finite("gradient norm", torch.tensor(grad_norm))
-        metrics.update(
-            {
-                "loss/policy": policy_loss,
-                "loss/value": value_loss,
-                "policy/entropy": ent,
-                "diag/approx_kl": k3,
-                "diag/approx_kl_k1": k1,
-                "diag/grad_norm": grad_norm,
-                "opt/learning_rate": cfg.learning_rate,
-                "value/mean": value_mean,
-            }
+        return self._report(
+            metrics, policy_loss, value_loss, ent, grad_norm, k1, k3, value_mean, ev
         )
-        if math.isfinite(ev):  # undefined (NaN) when the targets are constant
-            metrics["diag/explained_variance"] = ev
-        return metrics

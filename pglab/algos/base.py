@@ -29,7 +29,6 @@ from torch import Tensor, nn
 
 from pglab import backprop, fastrollout, kernels
 from pglab.config import BaseConfig
-from pglab.diagnostics import policy_grad_diagnostics
 from pglab.envs import env_info, make_env, make_vec
 from pglab.estimators import gae
 from pglab.policies import (
@@ -382,8 +381,7 @@ class Trainer(ABC):
             fits = self._diag_fits[B] = backprop.segment_grads_fit(self.policy, B)
         if self._diag_params is None:
             self._diag_params = list(self.policy.parameters())
-        if not fits and not backprop.categorical_stats_fit(self.policy, n_seg):
-            return policy_grad_diagnostics(*args)
+        # it picks compiled, by hand or the general version itself
         return backprop.policy_grad_diagnostics(*args, fits=fits, params=self._diag_params)
 
     def env_step(

@@ -356,12 +356,9 @@ class PPO(Trainer):
         return float(k1), float(k3)
 
     def _fused_epochs(self) -> fastppo.FusedEpochs | None:
-        """The compiled epoch (:mod:`pglab.fastppo`) where it applies, else None; asked every
-        update, so switching ``backprop`` off (tests, the reference) switches it off too."""
-        if not fastppo.applies(self):
-            self._fused = None
-        elif self._fused is None:
-            self._fused = fastppo.FusedEpochs(self)
+        """The compiled epoch (:mod:`pglab.fastppo`) where it applies, else None
+        (:func:`pglab.fastppo.fused_for`)."""
+        self._fused = fastppo.fused_for(self, self._fused, fastppo.FusedEpochs)
         return self._fused
 
     def _check_step(self, pg_loss: float, v_loss: float, grad_norm: float) -> None:
