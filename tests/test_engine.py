@@ -227,7 +227,9 @@ def test_eight_concurrent_runs_keep_their_own_metrics(registry, store):
     t.start()
     ids = [registry.launch("a2c", cfg, seed=i) for i, cfg in enumerate(configs)]
     try:
-        assert len(_pglab_threads()) == 8
+        # every run got its thread at launch, none queued (a count of live threads raced: with
+        # the compiled A2C update the first 480-step run can end before the eighth launches)
+        assert not registry._queue and all(registry._runs[r].thread is not None for r in ids)
         finals = [registry.wait(rid, 60) for rid in ids]
     finally:
         stop_reading.set()
