@@ -26,7 +26,8 @@ from pglab.sweep.ray_executor import RayExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 # Slow enough per update (32 minibatch steps) that a run is still mid-way when the pause lands,
-# even with the compiled CPU path (an update of one epoch at batch 128 is ~3 ms).
+# with the budget below, even with the compiled PPO epoch (an update of 256 steps is ~2 ms:
+# at 16k steps a run ended within the control actor's 0.25 s poll, before the pause landed).
 TINY = {"num_envs": 4, "n_steps": 64, "batch_size": 32, "n_epochs": 4}
 
 
@@ -41,7 +42,7 @@ def ray_env(tmp_path, monkeypatch):
 
 
 def test_ray_grid_sweep_in_workers_survives_a_killed_worker_and_stops_in_seconds(tmp_path, ray_env):
-    budget = 16384
+    budget = 131_072
     spec = parse_spec(
         {
             "algo": "ppo",
