@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from pglab.benchmarks.browser import serve
+from pglab.benchmarks.browser import in_frames, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +60,8 @@ def server(tmp_path):
         yield base.replace("127.0.0.1", "localhost"), log_path
 
 
-# JavaScript run in the page: trace lengths of the plotly chart whose title starts with `t`.
+# JavaScript run in each frame (the live charts are in component iframes): trace lengths of
+# the plotly chart whose title starts with `t`.
 _TRACES = """(t) => {
   for (const el of document.querySelectorAll('.js-plotly-plot')) {
     const raw = (el.layout && el.layout.title && el.layout.title.text) || '';
@@ -78,15 +79,20 @@ _TRACES = """(t) => {
 }"""
 
 
+def _first(page, js: str, arg=None):
+    """The first frame's non-null answer to ``js``."""
+    return next((r for r in in_frames(page, js, arg) if r is not None), None)
+
+
 def _points(page, title: str) -> int:
-    traces = page.evaluate(_TRACES, title) or []
+    traces = _first(page, _TRACES, title) or []
     return sum(t["n"] for t in traces)
 
 
 def _last_x(page, title: str) -> float:
     """The furthest x (env steps) drawn on the chart: it grows while runs train, where the
     number of points stops growing once the server-side reduction reaches its budget."""
-    traces = page.evaluate(_TRACES, title) or []
+    traces = _first(page, _TRACES, title) or []
     return max((t["last_x"] or 0 for t in traces), default=0)
 
 
@@ -211,18 +217,42 @@ def _check_smoothing(page) -> None:
     slider.focus()
     slider.press("Home")  # smoothing 0
     lines = _wait_for(
-        lambda: (t := page.evaluate(_RETURN_LINES)) and len(t) == 2 and t, 30, "raw lines only"
+        lambda: (t := _first(page, _RETURN_LINES)) and len(t) == 2 and t, 30, "raw lines only"
     )
     assert all(t["opacity"] == 1 for t in lines), lines
     raw = max(_roughness(t["y"]) for t in lines)
     slider.focus()
     slider.press("End")  # smoothing 0.99
     lines = _wait_for(
-        lambda: (t := page.evaluate(_RETURN_LINES)) and len(t) == 4 and t, 30, "smoothed lines"
+        lambda: (t := _first(page, _RETURN_LINES)) and len(t) == 4 and t, 30, "smoothed lines"
     )
     smooth = [t for t in lines if t["opacity"] == 1]
     assert len(smooth) == 2 and all(t["opacity"] < 1 for t in lines if t not in smooth)
     assert max(_roughness(t["y"]) for t in smooth) < 0.5 * raw, (raw, smooth)
+
+
+# The y axis type of the live chart of metric `m` (its cell in a component iframe), or null.
+_AXIS_TYPE = """(m) => {
+  const el = document.querySelector(`.cell[data-chart="${m}"] .js-plotly-plot`);
+  return el && el._fullLayout ? el._fullLayout.yaxis.type : null;
+}"""
+
+
+def _check_log_box(page) -> None:
+    """A chart's "log" box switches its y axis at once, in the browser (no server round
+    trip), and back."""
+    metric = "loss/value"
+    frame = _wait_for(
+        lambda: next((f for f in page.frames if f.evaluate(_AXIS_TYPE, metric)), None),
+        30,
+        "the value-loss chart",
+    )
+    assert frame.evaluate(_AXIS_TYPE, metric) == "linear"
+    box = frame.locator(f'.cell[data-chart="{metric}"] input[type=checkbox]')
+    box.click()
+    _wait_for(lambda: frame.evaluate(_AXIS_TYPE, metric) == "log", 5, "a log y axis")
+    box.click()
+    _wait_for(lambda: frame.evaluate(_AXIS_TYPE, metric) == "linear", 5, "a linear y axis")
 
 
 def _flow(page, base: str) -> None:
@@ -256,6 +286,7 @@ def _flow(page, base: str) -> None:
     sidebar.get_by_text("2 run(s) active in this lab").wait_for(timeout=15_000)
     _shot(page, "train")
     _check_smoothing(page)
+    _check_log_box(page)
 
     _click_latency(page, "Pause", "Resume", "Pause")
     # the paused run says so and has no ETA; the other still shows one

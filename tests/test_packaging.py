@@ -55,6 +55,8 @@ def test_pip_install_gives_a_console_script_that_works_elsewhere(tmp_path):
         if line and not line.startswith("#"):
             assert f"Requires-Dist: {line}" in text  # the wheel carries the exact pins
     assert 'Requires-Dist: ray==2.60.0; extra == "sweep"' in text
+    frontend = Path(purelib) / "pglab" / "ui" / "frontend"  # the live charts' component
+    assert {p.name for p in frontend.iterdir()} >= {"index.html", "livecharts.js"}
 
 
 def test_venv_stamp_covers_pyproject_and_included_requirements():

@@ -44,12 +44,12 @@ def _array(v) -> np.ndarray:
 
 
 def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figure specs on screen, by their title."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"].get("title", {}).get("text", "")] = spec
-    return out
+    """Plotly figure specs on screen, by their title: st.plotly_chart's, and the live
+    panel's (pglab.ui.livecharts: a component whose args hold each chart's spec)."""
+    specs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    for el in at.get("component_instance"):
+        specs += [json.loads(c["spec"]) for c in json.loads(el.proto.json_args)["charts"]]
+    return {spec["layout"].get("title", {}).get("text", ""): spec for spec in specs}
 
 
 def test_train_launch_runs_in_background_and_charts_points():

@@ -6,16 +6,18 @@
   ``fields()`` specs (defaults, allowed range, help text with the equation).
 - Chart helpers: plotly ``go.Scatter`` figures of fixed height, at most
   :data:`MAX_POINTS` points a trace, drawn under a stable key.
-- :func:`render_controls` / :func:`render_charts`: the Train page's live panel (progress,
-  Stop/Pause; health flags and charts), each wrapped by the page in its own
-  ``st.fragment(run_every=...)``; :func:`sidebar_status`: the sidebar's live count.
+- :func:`render_controls` / :func:`render_charts`: the Train page's live panel: progress and
+  Stop/Pause in a fragment that reruns every 3 s; health flags and charts (component
+  iframes, :mod:`~pglab.ui.livecharts`, redrawn in place) drawn by the full reruns that
+  fragment asks for when :func:`charts_due`; :func:`sidebar_status`: the sidebar's live count.
 
 Worker threads never call ``st.*``: the panel pulls new points from the registry on each
 rerun. ``st.session_state`` holds only UI choices (widget values, which runs to watch).
 
 Modules, each named for its job: :mod:`~pglab.ui.common` (registry, store, safe calls),
 :mod:`~pglab.ui.widgets` (widgets from the config schema), :mod:`~pglab.ui.charts`,
-:mod:`~pglab.ui.live` (the live panel: buffers, reduction, health flags), :mod:`~pglab.ui.watch` (replay),
+:mod:`~pglab.ui.live` (the live panel: buffers, reduction, health flags),
+:mod:`~pglab.ui.livecharts` (its charts' component), :mod:`~pglab.ui.watch` (replay),
 :mod:`~pglab.ui.compare` and :mod:`~pglab.ui.gradlab`. Pages use ``from pglab import ui`` and
 ``ui.NAME``: every public name is re-exported here.
 """
@@ -27,6 +29,7 @@ from pglab.ui.charts import (  # noqa: F401
     caption_for,
     downsample,
     line_figure,
+    line_spec,
     plain_text,
     reference_traces,
     rgba,
@@ -42,6 +45,7 @@ from pglab.ui.common import (  # noqa: F401
     PLOTLY_CONFIG,
     VARIANT_FIELDS,
     _registry_for,
+    active_summary,
     available_algos,
     device_options,
     get_registry,
@@ -50,7 +54,9 @@ from pglab.ui.common import (  # noqa: F401
     presets_for,
     registry_or_stop,
     require_router,
+    sidebar_stale,
     sidebar_status,
+    steady_progress,
     store_error,
 )
 from pglab.ui.compare import (  # noqa: F401
@@ -82,6 +88,7 @@ from pglab.ui.live import (  # noqa: F401
     _buffers_for,
     _controls,
     _LiveBuffers,
+    charts_due,
     fmt_eta,
     live_columns,
     live_frame,

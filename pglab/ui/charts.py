@@ -43,15 +43,32 @@ def rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+# Margins of a live chart, fixed (px): room for 6-character tick labels and the axis titles.
+FIXED_MARGIN = {"l": 56, "r": 10, "t": 36, "b": 44}
+
+
 def base_layout(
-    title: str, x_title: str, y_title: str, log_y: bool, height: int, uirevision: str | None = None
+    title: str,
+    x_title: str,
+    y_title: str,
+    log_y: bool,
+    height: int,
+    uirevision: str | None = None,
+    fixed_margins: bool = False,
 ) -> dict[str, Any]:
+    """The layout every chart shares. ``fixed_margins``: :data:`FIXED_MARGIN` instead of
+    plotly's automargin, which measures the tick labels and draws the chart again to fit
+    them: a fifth of a live chart's redraw in Chromium (0.68 -> 0.56 CPU s for ten)."""
     return {
         "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "height": height,
-        "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
-        "xaxis": {"title": {"text": x_title}},
-        "yaxis": {"title": {"text": y_title}, "type": "log" if log_y else "linear"}
+        "margin": FIXED_MARGIN if fixed_margins else {"l": 10, "r": 10, "t": 36, "b": 10},
+        "xaxis": {"title": {"text": x_title}, "automargin": not fixed_margins},
+        "yaxis": {
+            "title": {"text": y_title},
+            "type": "log" if log_y else "linear",
+            "automargin": not fixed_margins,
+        }
         | ({"dtick": 1, "exponentformat": "power"} if log_y else {}),
         "legend": {"orientation": "h", "y": -0.25, "x": 0},
         "hovermode": "x unified",
@@ -59,7 +76,7 @@ def base_layout(
     }
 
 
-def line_figure(
+def line_spec(
     traces: Sequence[dict[str, Any]],
     *,
     title: str,
@@ -69,10 +86,13 @@ def line_figure(
     height: int = CHART_HEIGHT,
     hline: float | None = None,
     uirevision: str | None = None,
-) -> go.Figure:
-    """Lines from ``traces`` (dicts: x, y, name, color; optional width, opacity, showlegend,
-    legendgroup), at most :data:`MAX_POINTS` points each (min/max envelope beyond that; the
-    live panel reduces to far fewer first), sent as float32 (half the bytes of float64)."""
+    fixed_margins: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(data, layout) of :func:`line_figure`, as plain dicts: lines from ``traces`` (dicts:
+    x, y, name, color; optional width, opacity, showlegend, legendgroup), at most
+    :data:`MAX_POINTS` points each (min/max envelope beyond that; the live panel reduces
+    to far fewer first), as float32 (half the bytes of float64). ``fixed_margins``:
+    :func:`base_layout`."""
     data = []
     for t in traces:
         x, y = np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)
@@ -95,7 +115,7 @@ def line_figure(
                 "connectgaps": True,
             }
         )
-    layout = base_layout(title, x_title, y_title, log_y, height, uirevision)
+    layout = base_layout(title, x_title, y_title, log_y, height, uirevision, fixed_margins)
     if hline is not None:  # in the layout dict: add_hline() deep-copies the whole figure
         layout["shapes"] = [
             {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": hline, "y1": hline,
@@ -105,8 +125,14 @@ def line_figure(
             {"xref": "paper", "x": 1, "y": hline, "text": "solved", "showarrow": False,
              "xanchor": "right", "yanchor": "bottom", "font": {"color": "gray"}}
         ]  # fmt: skip
+    return data, layout
+
+
+def line_figure(traces: Sequence[dict[str, Any]], **kwargs: Any) -> go.Figure:
+    """The figure of :func:`line_spec`'s lines (same arguments)."""
+    data, layout = line_spec(traces, **kwargs)
     # The traces are plain, well-formed dicts: skipping plotly's per-property validation
-    # (as plotly.express does) halves the cost of a live rerun's ten charts.
+    # (as plotly.express does) halves the cost of building ten charts.
     return go.Figure(data=data, layout=layout, _validate=False)
 
 

@@ -1,13 +1,15 @@
-"""The Train page's live panel: run controls, health flags and charts, each in its own
-``st.fragment`` so a click reruns only the small controls fragment.
+"""The Train page's live panel: run controls (:func:`render_controls`, in a fragment the
+page reruns every 3 s, so a click reruns only them), health flags and charts
+(:func:`render_charts`, drawn by the full reruns the fragment asks for when
+:func:`charts_due`).
 
 What reaches the browser is bounded by the screen, not by the run: every trace is reduced on
 the server (:mod:`pglab.reduce`: a min/max envelope of the raw rows plus the debiased EMA),
 to a per-chart budget of :data:`CHART_POINTS` points shared by the runs on it, sent as
-float32. A chart whose data did not change serialises to the same bytes, so Streamlit's
-message cache sends the browser a reference instead of the chart again (ForwardMsg cache,
-messages of 10 kB and more). Worker threads never call ``st.*``: the fragments pull new rows
-from the registry on each run.
+float32. The charts are component iframes (:mod:`pglab.ui.livecharts`): a chart whose
+data did not change is the same argument string, which the browser does not draw again,
+and a changed one is redrawn in place. Worker threads never call ``st.*``: the page pulls
+new rows from the registry on each run.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ import streamlit as st
 
 from pglab import health, labels, metrics
 from pglab.reduce import reduce_trace
-from pglab.ui.charts import line_figure, reference_traces, show_chart
-from pglab.ui.common import ACTIVE, COLORS
+from pglab.ui.charts import line_spec, reference_traces
+from pglab.ui.common import ACTIVE, CHART_HEIGHT, COLORS
+from pglab.ui.livecharts import chart_row, spec_json
 
 # Points per small chart, shared by its runs (each chart is a third of the page wide, ~450 px:
 # 400 points of min/max envelope are one to a pixel), and for the full-width return chart.
-# The browser's redraw of the charts is what the page costs the training threads on 2 cores
-# (800 a chart: SPS with the page open 0.89x headless).
 CHART_POINTS = 400
 RETURN_POINTS = 1200
-# Charts take new rows this often; the controls at every (3 s) refresh. Each chart refresh
-# redraws all ten charts, ~0.7 CPU seconds of the browser's (one long task of its main
-# thread), CPU the runs need on 2 cores: at an 8 s period the open page took 0.16 cores
-# (0.03 with the charts frozen). So the charts refresh every 6 s in a run's first minute,
-# while the curves change shape fastest, and every 15 s after it, when a refresh adds a
-# sliver at the right edge (TensorBoard reloads every 30 s).
+RETURN_HEIGHT = 320
+# Charts take new rows this often; the controls at every (3 s) refresh. A chart refresh is a
+# full rerun that redraws the ten charts in place (~0.33 CPU s of the browser's on this
+# machine; ~0.7-1.1 s as st.plotly_chart elements, rebuilt from nothing), CPU the runs need
+# on 2 cores. So the charts refresh every 6 s in a run's first minute, while the curves
+# change shape fastest, and every 15 s after it, when a refresh adds a sliver at the right
+# edge (TensorBoard reloads every 30 s).
 CHART_REFRESH_EARLY_S = 6.0
 CHART_EARLY_S = 60.0
 CHART_REFRESH_S = 15.0
@@ -346,32 +348,23 @@ def chart_period(records: Sequence[Any], now: float | None = None) -> float:
     return CHART_REFRESH_EARLY_S if young else CHART_REFRESH_S
 
 
-def _held(
-    columns: dict[str, dict[str, np.ndarray]],
-    state: tuple[Any, ...],
-    key: str,
-    period: float = CHART_REFRESH_S,
-) -> dict[str, dict[str, np.ndarray]]:
-    """The columns cut to the row counts of the last chart refresh, for up to ``period``
-    seconds (:func:`chart_period`) while the same runs are shown and none has ended.
+def _rows(columns: dict[str, np.ndarray]) -> int:
+    return len(next(iter(columns.values()), ()))
 
-    The controls refresh every second; the charts take new rows only every few seconds.
-    Between two refreshes each chart is rebuilt from the same rows, so it serialises to the
-    same bytes: Streamlit then sends a reference to its cached message (or the frontend
-    finds the spec unchanged), and the browser redraws nothing; so a click on Pause costs
-    the browser a button, not ten charts. New view settings (smoothing, axis, log) apply
-    at once, to the held rows; a run that ends draws its last rows at once.
-    """
-    now = time.monotonic()
-    held = st.session_state.get(f"{key}:held")
-    if held is None or held[0] != state or now - held[1] >= period:
-        held = (state, now, {rid: len(next(iter(c.values()), ())) for rid, c in columns.items()})
-        st.session_state[f"{key}:held"] = held
-    counts = held[2]
-    return {
-        rid: {name: a[: counts.get(rid, len(a))] for name, a in c.items()}
-        for rid, c in columns.items()
-    }
+
+def charts_due(registry: Any, run_ids: Sequence[str], key: str = "live") -> bool:
+    """True when the charts :func:`render_charts` drew last under ``key`` are out of date:
+    at once when a run ended (or one joined the list); after :func:`chart_period` seconds
+    when a run has new rows (a paused run has none: no redraw)."""
+    drawn = st.session_state.get(f"{key}:drawn")
+    records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
+    if drawn is None:
+        return bool(records)
+    if tuple((r.id, r.status in ACTIVE) for r in records) != drawn[0]:
+        return True
+    if time.monotonic() - drawn[1] < chart_period(records):
+        return False
+    return {r.id: _rows(live_columns(registry, r.id)) for r in records} != drawn[2]
 
 
 def render_charts(
@@ -381,8 +374,8 @@ def render_charts(
     x_axis: str = "env steps",
     key: str = "live",
 ) -> bool:
-    """Health flags, the return chart and the diagnostics of ``run_ids``; True if any is
-    active."""
+    """Health flags, the return chart and the diagnostics of ``run_ids``, from every row so
+    far; True if any is active. Records what it drew (:func:`charts_due`)."""
     records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
     if not records:
         return False
@@ -390,9 +383,11 @@ def render_charts(
 
     x_name = X_AXES.get(x_axis, "time/env_steps")
     columns = {r.id: live_columns(registry, r.id) for r in records}
-    # Pause and Resume keep the held rows; a run that ends (or starts) refreshes them.
-    state = tuple((r.id, r.status in ACTIVE) for r in records)
-    columns = _held(columns, state, key, chart_period(records))
+    st.session_state[f"{key}:drawn"] = (
+        tuple((r.id, r.status in ACTIVE) for r in records),
+        time.monotonic(),
+        {rid: _rows(c) for rid, c in columns.items()},
+    )
     colors = {r.id: COLORS[k % len(COLORS)] for k, r in enumerate(records)}
     algos = {r.algo for r in records}
     algo = next(iter(algos)) if len(algos) == 1 else "*"
@@ -406,42 +401,44 @@ def render_charts(
     ret = _traces(
         records, columns, "rollout/ep_return_mean", x_name, smoothing, RETURN_POINTS, colors
     )
-    fig = line_figure(
+    data, layout = line_spec(
         ret,
         title="Episode return",
         x_title=x_axis,
         y_title="return",
-        height=320,
+        height=RETURN_HEIGHT,
         hline=threshold if len({r.env_id for r in records}) == 1 else None,
         uirevision=f"{key}:return:{x_axis}",
+        fixed_margins=True,
     )
     if x_name == "time/env_steps":  # the preset's expected curve, faint, behind the runs
-        fig = go.Figure(data=[*_reference_traces(records), *fig.data], layout=fig.layout)
-    show_chart(fig, f"{key}:return")
+        data = [*(t.to_plotly_json() for t in _reference_traces(records)), *data]
+    chart_row([{"id": "return", "spec": spec_json(data, layout)}], f"{key}:return", RETURN_HEIGHT)
     st.caption(labels.chart_caption(algo, "rollout/return_last20"))
-    cols = st.columns(3)
-    k = 0
+
+    small = []  # (metric, spec, log box) of the metrics the runs report
     for metric, log_default, log_offered in LIVE_CHARTS:
         data = _traces(records, columns, metric, x_name, smoothing, CHART_POINTS, colors)
         if not data:
             continue  # a metric the algorithm does not report is absent, not zero
-        with cols[k % 3]:
-            log_y = log_default
-            title = metrics.label(metric)
-            if log_offered:
-                log_y = st.toggle("log scale", value=log_default, key=f"{key}:log:{metric}")
-            for d in data:
-                d["showlegend"] = False
-            fig = line_figure(
-                data,
-                title=title + (" (log)" if log_y else ""),
-                x_title=x_axis,
-                log_y=log_y,
-                uirevision=f"{key}:{metric}:{x_axis}:{log_y}",
-            )
-            show_chart(fig, f"{key}:{metric}")
-            st.caption(labels.chart_caption(algo, metric))
-        k += 1
+        for d in data:
+            d["showlegend"] = False
+        data, layout = line_spec(
+            data,
+            title=metrics.label(metric),
+            x_title=x_axis,
+            uirevision=f"{key}:{metric}:{x_axis}",
+            fixed_margins=True,
+        )
+        log = log_default if log_offered else None
+        small.append({"id": metric, "spec": spec_json(data, layout), "log": log})
+    # Rows of three charts, one iframe a row, each chart's caption under it (Streamlit
+    # renders the LaTeX; the iframe has plotly only).
+    for start in range(0, len(small), 3):
+        row = small[start : start + 3]
+        chart_row(row, f"{key}:charts:{start // 3}", CHART_HEIGHT, columns=3)
+        for col, chart in zip(st.columns(3), row):
+            col.caption(labels.chart_caption(algo, chart["id"]))
     return any(r.status in ACTIVE for r in records)
 
 
