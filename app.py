@@ -20,10 +20,12 @@ try:
     from pglab import ui
 
     ui.install_host_check()  # plain HTTP checks the Host header too (see its docstring)
+    ui.steady_progress()  # live progress bars step, not glide: CPU the runs need
 except ImportError:
     pass
 with st.sidebar:
     from pglab import ui
 
-    ui.sidebar_status()  # live count, refreshed every second while runs train
+    # live count, refreshed every 3 s while runs train (on Train by the page's own timer)
+    ui.sidebar_status(refresh=page.url_path != "train")
 page.run()

@@ -87,22 +87,33 @@ active = any(
 )
 
 
-# One timed fragment for the whole panel: two timed fragments on one page trip a Streamlit
-# frontend bug (stale-node cleanup scoped to the other fragment's run), which leaves stale
-# duplicates of the charts on screen. A click in the panel reruns only this fragment, at
-# once; the timer is 3 s because every refresh costs the browser a redraw, CPU the two
-# runs need on 2 cores (the charts take new rows only every 6-15 s, ui.chart_period; at a
-# 1 s refresh the runs' throughput halved).
-@st.fragment(run_every=3.0 if active and not frozen else None)
-def live_panel() -> None:
+# The controls refresh every 3 s in a timed fragment of their own: a click on Pause reruns
+# only them, at once. The charts sit outside it, drawn by full reruns that the fragment asks
+# for when they are due (ui.charts_due: every 6-15 s, ui.chart_period, or when a run ends):
+# each 3 s refresh then re-renders a few progress bars in the browser, not ten charts and
+# their captions, and the CPU it saves is the runs' on 2 cores. The fragment is called
+# after the charts, into a slot above them, so in a full rerun it sees them just drawn.
+controls = st.container()
+smoothing, x_axis = ui.view_controls()
+ui.render_charts(registry, watched, smoothing, x_axis)
+
+
+# The sidebar's count has no timer of its own here (ui.sidebar_status(refresh=False) in
+# app.py): this fragment asks for a full rerun when it changed, so the page has one timer.
+ticking = active or bool(registry.active_ids())
+
+
+@st.fragment(run_every=3.0 if ticking else None)
+def live_controls() -> None:
     still_active = ui.render_controls(registry, watched, hidden)
-    smoothing, x_axis = ui.view_controls()
-    ui.render_charts(registry, watched, smoothing, x_axis)
     if active and not still_active:
         st.rerun()  # a full rerun switches the timer off once nothing runs
+    if (not frozen and ui.charts_due(registry, watched)) or ui.sidebar_stale(registry):
+        st.rerun()  # a full rerun redraws the charts and the sidebar
 
 
-live_panel()
+with controls:
+    live_controls()
 
 with st.expander("Watch the agent", icon=":material/movie:"):
     ui.watch_agent(registry, watched)

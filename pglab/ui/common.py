@@ -221,9 +221,42 @@ def install_host_check() -> bool:
     return bool(apps)
 
 
-def sidebar_status() -> None:
-    """The sidebar's live count of training runs, in a fragment that refreshes every second
-    while anything is active (call it inside ``with st.sidebar:``)."""
+# Progress bars glide to each new value over 0.5 s. A live page moves four of them every 3 s,
+# and each glide is 30 frames the browser composites: on 2 cores without a GPU that doubled
+# the browser's CPU per refresh (61 -> 31 ms a rerun of four bars, and the compositor's
+# frames fell tenfold). Without the glide they step, as TensorBoard's counters do.
+STEADY_CSS = "<style>[data-testid=stProgress] * {transition: none !important;}</style>"
+
+
+def steady_progress() -> None:
+    """Progress bars that step to each new value instead of gliding (:data:`STEADY_CSS`)."""
+    st.html(STEADY_CSS)
+
+
+NO_RUNS = "No run is training"
+SIDEBAR_SHOWN = "sidebar:shown"
+
+
+def active_summary(registry: Any) -> str:
+    """``3 run(s) active in this lab: 2 running, 1 queued`` (or :data:`NO_RUNS`)."""
+    statuses = [registry.status(i) for i in registry.active_ids()]
+    if not statuses:
+        return NO_RUNS
+    parts = [f"{statuses.count(s)} {s}" for s in ("running", "paused", "queued") if s in statuses]
+    return f"{len(statuses)} run(s) active in this lab: {', '.join(parts)}"
+
+
+def sidebar_stale(registry: Any) -> bool:
+    """True when the sidebar's count (drawn by the last full rerun) no longer holds."""
+    return active_summary(registry) != st.session_state.get(SIDEBAR_SHOWN)
+
+
+def sidebar_status(refresh: bool = True) -> None:
+    """The sidebar's live count of training runs (call it inside ``with st.sidebar:``), in a
+    fragment that refreshes every 3 s while anything is active. ``refresh=False``: drawn
+    by full reruns only, for a page whose own timed fragment asks for one when
+    :func:`sidebar_stale` (the Train page: one timer a page, not two; each tick costs the
+    browser CPU the runs need)."""
     try:
         registry = get_registry()
         n_active = len(registry.active_ids())
@@ -232,19 +265,11 @@ def sidebar_status() -> None:
         st.caption(f"Run engine unavailable: {first}")
         return
 
-    # every 3 s, as the Train panel: each refresh costs the browser CPU the runs need
-    @st.fragment(run_every=3.0 if n_active else None)
+    @st.fragment(run_every=3.0 if n_active and refresh else None)
     def live_count() -> None:
-        ids = registry.active_ids()
-        statuses = [registry.status(i) for i in ids]
-        if not ids:
-            st.caption("No run is training")
-            if n_active:
-                st.rerun()  # a full rerun switches this timer off
-            return
-        parts = [
-            f"{statuses.count(s)} {s}" for s in ("running", "paused", "queued") if s in statuses
-        ]
-        st.caption(f"{len(ids)} run(s) active in this lab: {', '.join(parts)}")
+        text = st.session_state[SIDEBAR_SHOWN] = active_summary(registry)
+        st.caption(text)
+        if n_active and text == NO_RUNS:
+            st.rerun()  # a full rerun switches this timer off
 
     live_count()
