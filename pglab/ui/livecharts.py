@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,11 @@ def frontend_dir(cache: Path | None = None) -> Path:
 def _component() -> Any:
     import streamlit.components.v1 as components
 
-    return components.declare_component("pglab_live_charts", path=str(frontend_dir()))
+    try:
+        path = frontend_dir()
+    except OSError:  # no writable cache directory: a private temporary one for this process
+        path = frontend_dir(Path(tempfile.mkdtemp(prefix="pglab-cache-")))
+    return components.declare_component("pglab_live_charts", path=str(path))
 
 
 def _encode(value: Any) -> Any:

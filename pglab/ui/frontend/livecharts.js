@@ -46,7 +46,8 @@
   }
 
   function draw(c) {
-    Plotly.react(c.plot, c.fig.data, styled(c.fig.layout, c.log), c.config);
+    // the height is known once plotly has laid the chart out
+    Plotly.react(c.plot, c.fig.data, styled(c.fig.layout, c.log), c.config).then(fitHeight);
   }
 
   function cellFor(chart) {
