@@ -41,7 +41,7 @@ import numpy as np
 
 from pglab import fastppo, kernels
 from pglab.fastppo import (
-    _backward,
+    _backward_step_,
     _forward,
     _hidden_forward,
     _layer_offsets,
@@ -211,18 +211,12 @@ def a2c_update(
         grad_lp[i] = adv[i] * scale
 
     # -- backward, the global gradient clip and the optimiser step
-    _backward(
+    if not _backward_step_(
         x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp,
-        -ent_coef / B, grad_v,
-    )  # fmt: skip
-    norm = kernels.clip_grad_norm_(grad, max_grad_norm, clip_grad)
-    stats[3] = norm
-    if not math.isfinite(norm):
+        -ent_coef / B, grad_v, max_grad_norm, clip_grad, adam, state1, state2, lr, beta1,
+        beta2, eps, step, stats,
+    ):  # fmt: skip
         return GRAD_NOT_FINITE
-    if adam:
-        kernels.adam_step_(flat, grad, state1, state2, lr, beta1, beta2, eps, step)
-    else:
-        kernels.rmsprop_step_(flat, grad, state1, lr, beta1, eps)
     # -- report: the KL between the policy before and after the step, the critic's fit
     after = _actor_log_prob(x, actions, flat, offs, H, n_out, relu)
     k1, k3 = 0.0, 0.0

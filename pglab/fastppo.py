@@ -277,6 +277,30 @@ def _backward(
 
 
 @_kernel
+def _backward_step_(
+    x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp, grad_ent,
+    grad_v, max_grad_norm, clip_grad, adam, state1, state2, lr, beta1, beta2, eps, step, stats,
+):  # fmt: skip  # pragma: no cover - compiled
+    """:func:`_backward`, the global grad-norm clip (the norm into ``stats[3]``) and one
+    optimiser step in place: Adam (``state1``, ``state2``: exp_avg, exp_avg_sq) or RMSprop
+    (``state1``: square_avg; ``beta1``: its alpha). False, and no step, when the norm is
+    not finite."""
+    _backward(
+        x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp,
+        grad_ent, grad_v,
+    )  # fmt: skip
+    norm = kernels.clip_grad_norm_(grad, max_grad_norm, clip_grad)
+    stats[3] = norm
+    if not math.isfinite(norm):
+        return False
+    if adam:
+        kernels.adam_step_(flat, grad, state1, state2, lr, beta1, beta2, eps, step)
+    else:
+        kernels.rmsprop_step_(flat, grad, state1, lr, beta1, eps)
+    return True
+
+
+@_kernel
 def normalise_(adv, as_float32):  # pragma: no cover - compiled
     """``adv = (adv - mean) / (std + 1e-8)`` in place, the std with ddof=1, the sums in
     float64. ``as_float32``: mean and std rounded to float32 first, as torch computes
@@ -340,16 +364,11 @@ def _minibatch_step(
     stats[4], stats[5], stats[6] = k1 / n, k3 / n, clipped / n
 
     # -- backward, the global gradient clip and the Adam step
-    _backward(
+    return _backward_step_(
         x, actions, flat, grad, offs, H, n_out, relu, acts, logp_all, entropy, grad_lp,
-        -ent_coef / n, grad_v,
+        -ent_coef / n, grad_v, max_grad_norm, clip_grad, True, exp_avg, exp_avg_sq, lr, beta1,
+        beta2, eps, step, stats,
     )  # fmt: skip
-    norm = kernels.clip_grad_norm_(grad, max_grad_norm, clip_grad)
-    stats[3] = norm
-    if not math.isfinite(norm):
-        return False
-    kernels.adam_step_(flat, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step)
-    return True
 
 
 @_kernel

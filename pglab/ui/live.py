@@ -352,6 +352,11 @@ def _rows(columns: dict[str, np.ndarray]) -> int:
     return len(next(iter(columns.values()), ()))
 
 
+def _shown(records: Sequence[Any]) -> tuple[tuple[str, bool], ...]:
+    """Which runs the charts show, and whether each is active."""
+    return tuple((r.id, r.status in ACTIVE) for r in records)
+
+
 def charts_due(registry: Any, run_ids: Sequence[str], key: str = "live") -> bool:
     """True when the charts :func:`render_charts` drew last under ``key`` are out of date:
     at once when a run ended (or one joined the list); after :func:`chart_period` seconds
@@ -360,7 +365,7 @@ def charts_due(registry: Any, run_ids: Sequence[str], key: str = "live") -> bool
     records = [r for r in (safe_record(registry, i) for i in run_ids) if r is not None]
     if drawn is None:
         return bool(records)
-    if tuple((r.id, r.status in ACTIVE) for r in records) != drawn[0]:
+    if _shown(records) != drawn[0]:
         return True
     if time.monotonic() - drawn[1] < chart_period(records):
         return False
@@ -384,7 +389,7 @@ def render_charts(
     x_name = X_AXES.get(x_axis, "time/env_steps")
     columns = {r.id: live_columns(registry, r.id) for r in records}
     st.session_state[f"{key}:drawn"] = (
-        tuple((r.id, r.status in ACTIVE) for r in records),
+        _shown(records),
         time.monotonic(),
         {rid: _rows(c) for rid, c in columns.items()},
     )
